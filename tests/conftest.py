@@ -1,0 +1,25 @@
+"""Shared fixtures: tests run on the committed subset unless they say otherwise."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("CNN_COURSE_PROFILE", "ci")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Make torchvision's download fail as it does offline, and count the attempts."""
+    from cnn_course import data
+
+    calls = []
+
+    def offline(root):
+        calls.append(root)
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(data, "_download_with_torchvision", offline)
+    return calls
