@@ -27,7 +27,7 @@ lab: data
 # The whole suite on the committed subset: unit tests, every lecture and solution
 # notebook under nbval, and the grader end to end.
 test: data
-	CNN_COURSE_PROFILE=ci $(BIN)/python -m pytest tests --nbval --nbval-current-env lectures solutions
+	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/grader $(BIN)/python -m pytest tests --nbval --nbval-current-env lectures solutions
 
 bundle: $(STAMP)
 	$(BIN)/python scripts/build_student_bundle.py build/student
