@@ -1,0 +1,79 @@
+"""Generate the student version of the assignment from its master with nbgrader.
+
+    python scripts/generate_assignment.py            # writes assignments/assignment_cnn.ipynb
+    python scripts/generate_assignment.py --check    # exit 1 if the committed copy is stale
+
+The master is solutions/assignment_cnn.ipynb; grader/source/assignment_cnn/ links to it.
+`nbgrader generate_assignment` (run in a scratch copy of the course, so the real
+gradebook is untouched) strips solutions and hidden tests; the result is copied to
+assignments/. Instructors release it to a class with `nbgrader generate_assignment
+assignment_cnn` in grader/ (see README.md), which writes the same file to grader/release/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRADER = ROOT / "grader"
+ASSIGNMENT = "assignment_cnn"
+NOTEBOOK = f"{ASSIGNMENT}.ipynb"
+STUDENT_COPY = ROOT / "assignments" / NOTEBOOK
+COURSE_FILES = ("nbgrader_config.py", "feedback_privacy.py")
+
+
+def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run nbgrader in ``course`` with this interpreter's bin folder first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "NBGRADER_DB_URL": f"sqlite:///{course / 'gradebook.db'}"}
+    return subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=course,
+                          env=env, capture_output=True, text=True, check=False)
+
+
+def make_course(target: Path) -> Path:
+    """A scratch nbgrader course: the configuration, the checks and the master."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in COURSE_FILES:
+        shutil.copy(GRADER / name, target / name)
+    shutil.copytree(GRADER / "hidden_checks", target / "hidden_checks",
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    source = target / "source" / ASSIGNMENT
+    source.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "solutions" / NOTEBOOK, source / NOTEBOOK)
+    return target
+
+
+def generate(course: Path) -> Path:
+    """Run ``nbgrader generate_assignment`` in ``course``; return the released notebook."""
+    result = nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
+    released = course / "release" / ASSIGNMENT / NOTEBOOK
+    if result.returncode != 0 or not released.exists():
+        raise SystemExit(f"nbgrader generate_assignment failed:\n{result.stdout}{result.stderr}")
+    return released
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare with assignments/")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        released = generate(make_course(Path(scratch) / "course"))
+        if args.check:
+            if not STUDENT_COPY.exists() or STUDENT_COPY.read_bytes() != released.read_bytes():
+                print(f"{STUDENT_COPY.relative_to(ROOT)} is stale: run "
+                      "`python scripts/generate_assignment.py`")
+                return 1
+            print(f"{STUDENT_COPY.relative_to(ROOT)} is up to date")
+            return 0
+        shutil.copy(released, STUDENT_COPY)
+        print(f"wrote {STUDENT_COPY.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
