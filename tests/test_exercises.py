@@ -1,0 +1,478 @@
+"""The exercises: self-checks pass right answers and fail wrong ones; student versions are fresh.
+
+Every self-check in ``cnn_course.selfcheck`` is run against a correct implementation
+(written here independently of the masters) and against deliberately wrong ones; a
+check must return ``False`` and print ``FAIL`` for each wrong one. The student notebooks
+must be exactly what ``scripts/generate_exercises.py`` makes of the masters.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnn_course import get_profile, selfcheck
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "solutions"
+EXERCISES = ROOT / "exercises"
+MASTERS = sorted(SOLUTIONS.glob("exercise_*.ipynb"))
+STUDENTS = sorted(EXERCISES.glob("exercise_*.ipynb"))
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("generate_exercises",
+                                                  ROOT / "scripts" / "generate_exercises.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load_generator()
+
+
+def run_check(check, candidate, capsys) -> tuple[bool, str]:
+    result = check(candidate)
+    return result, capsys.readouterr().out
+
+
+def assert_pass(result: bool, out: str) -> None:
+    assert result is True, out
+    assert "FAIL" not in out, out
+    assert out.rstrip().splitlines()[-1].startswith("PASS"), out
+
+
+def assert_fail(result: bool, out: str) -> None:
+    assert result is False, out
+    assert "FAIL" in out, out
+    assert out.rstrip().splitlines()[-1].startswith("FAIL"), out
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+# --------------------------------------------------------------------------- conv2d
+def conv_good(x, w, b=None, stride=1, padding=0):
+    """Convolution through unfold + matrix product (independent of the master's loops)."""
+    n, _, h, wd = x.shape
+    f, _, hh, ww = w.shape
+    cols = F.unfold(x, (hh, ww), padding=padding, stride=stride)  # [N, C*hh*ww, L]
+    out = w.reshape(f, -1) @ cols
+    if b is not None:
+        out = out + b.view(1, f, 1)
+    h_out = (h + 2 * padding - hh) // stride + 1
+    w_out = (wd + 2 * padding - ww) // stride + 1
+    return out.reshape(n, f, h_out, w_out)
+
+
+def conv_flipped(x, w, b=None, stride=1, padding=0):
+    """True convolution: the filter rotated by 180 degrees."""
+    return conv_good(x, w.flip(-1, -2), b, stride, padding)
+
+
+def conv_ignores_padding(x, w, b=None, stride=1, padding=0):
+    return conv_good(x, w, b, stride, 0)
+
+
+def conv_pads_one_side(x, w, b=None, stride=1, padding=0):
+    x = F.pad(x, (padding, 0, padding, 0))
+    return conv_good(x, w, b, stride, 0)
+
+
+def conv_ignores_stride(x, w, b=None, stride=1, padding=0):
+    return conv_good(x, w, b, 1, padding)
+
+
+def conv_without_bias(x, w, b=None, stride=1, padding=0):
+    return conv_good(x, w, None, stride, padding)
+
+
+def conv_float32(x, w, b=None, stride=1, padding=0):
+    """Right up to float32 rounding, which the 1e-5 tolerance accepts."""
+    return conv_good(x.float(), w.float(), b.float(), stride, padding)
+
+
+def test_conv2d_check_passes_a_correct_convolution(capsys):
+    assert_pass(*run_check(selfcheck.check_conv2d, conv_good, capsys))
+    assert_pass(*run_check(selfcheck.check_conv2d, conv_float32, capsys))
+
+
+@pytest.mark.parametrize("wrong", [conv_flipped, conv_ignores_padding, conv_pads_one_side,
+                                   conv_ignores_stride, conv_without_bias])
+def test_conv2d_check_fails_a_wrong_convolution(wrong, capsys):
+    assert_fail(*run_check(selfcheck.check_conv2d, wrong, capsys))
+
+
+def test_conv2d_check_reports_expected_and_actual(capsys):
+    _, out = run_check(selfcheck.check_conv2d, conv_ignores_padding, capsys)
+    assert "FAIL case 3" in out and "expected shape 2x4x7x7, got 2x4x5x5" in out
+    _, out = run_check(selfcheck.check_conv2d, conv_flipped, capsys)
+    assert re.search(r"FAIL case 2: .*relative error = \S+, should be < 1e-05", out)
+
+
+# ---------------------------------------------------------------- output size
+def size_good(n, f, stride=1, padding=0, dilation=1):
+    span = dilation * (f - 1) + 1
+    if span > n + 2 * padding or (n + 2 * padding - span) % stride:
+        raise ValueError("does not fit")
+    return (n + 2 * padding - span) // stride + 1
+
+
+def size_off_by_one(n, f, stride=1, padding=0, dilation=1):
+    return size_good(n, f, stride, padding, dilation) - 1
+
+
+def size_floors_silently(n, f, stride=1, padding=0, dilation=1):
+    return (n + 2 * padding - dilation * (f - 1) - 1) // stride + 1
+
+
+def size_returns_float(n, f, stride=1, padding=0, dilation=1):
+    return float(size_good(n, f, stride, padding, dilation))
+
+
+def size_ignores_dilation(n, f, stride=1, padding=0, dilation=1):
+    return size_good(n, f, stride, padding, 1)
+
+
+def size_padding_once(n, f, stride=1, padding=0, dilation=1):
+    return size_good(n - padding, f, stride, padding, dilation)
+
+
+def size_raises_wrong_error(n, f, stride=1, padding=0, dilation=1):
+    value = (n + 2 * padding - dilation * (f - 1) - 1) / stride + 1
+    assert value == int(value), "does not fit"
+    return int(value)
+
+
+def test_output_size_check_passes_a_correct_function(capsys):
+    assert_pass(*run_check(selfcheck.check_output_size, size_good, capsys))
+
+
+@pytest.mark.parametrize("wrong", [size_off_by_one, size_floors_silently, size_returns_float,
+                                   size_ignores_dilation, size_padding_once,
+                                   size_raises_wrong_error])
+def test_output_size_check_fails_a_wrong_function(wrong, capsys):
+    assert_fail(*run_check(selfcheck.check_output_size, wrong, capsys))
+
+
+def test_output_size_check_reports_expected_and_actual(capsys):
+    _, out = run_check(selfcheck.check_output_size, size_off_by_one, capsys)
+    assert "FAIL n=7, f=3, stride=1, padding=0, dilation=1: expected 5 (from nn.Conv2d), got 4" in out
+    _, out = run_check(selfcheck.check_output_size, size_floors_silently, capsys)
+    assert "FAIL n=7, f=3, stride=3, padding=0, dilation=1: expected ValueError" in out
+
+
+def test_naive_convnet_sizes_check(capsys):
+    assert_pass(*run_check(selfcheck.check_naive_convnet_sizes, [28, 28, 14, 14, 7, 7, 1], capsys))
+    assert_fail(*run_check(selfcheck.check_naive_convnet_sizes, [28, 28, 14, 14, 7, 7, 0], capsys))
+    assert_fail(*run_check(selfcheck.check_naive_convnet_sizes, [28], capsys))
+    assert_fail(*run_check(selfcheck.check_naive_convnet_sizes, None, capsys))
+
+
+# -------------------------------------------------------------------- pooling
+def _windows(x, k, stride):
+    stride = k if stride is None else stride
+    n, c, h, w = x.shape
+    cols = F.unfold(x.reshape(n * c, 1, h, w), k, stride=stride)  # [N*C, k*k, L]
+    return cols, (n, c, (h - k) // stride + 1, (w - k) // stride + 1)
+
+
+def max_good(x, k, stride=None):
+    cols, shape = _windows(x, k, stride)
+    return cols.amax(1).reshape(shape)
+
+
+def avg_good(x, k, stride=None):
+    cols, shape = _windows(x, k, stride)
+    return cols.mean(1).reshape(shape)
+
+
+def max_stride_one(x, k, stride=None):
+    return max_good(x, k, 1)
+
+
+def max_default_stride_one(x, k, stride=None):
+    return max_good(x, k, 1 if stride is None else stride)
+
+
+def max_takes_min(x, k, stride=None):
+    return -max_good(-x, k, stride)
+
+
+def max_stride_is_kernel(x, k, stride=None):
+    return max_good(x, k, k)
+
+
+def avg_wrong_stride(x, k, stride=None):
+    return avg_good(x, k, 1 if stride is None else stride + 1)
+
+
+def avg_is_max(x, k, stride=None):
+    return max_good(x, k, stride)
+
+
+def avg_sum(x, k, stride=None):
+    return avg_good(x, k, stride) * k * k
+
+
+def test_pool_checks_pass_correct_pooling(capsys):
+    assert_pass(*run_check(selfcheck.check_max_pool2d, max_good, capsys))
+    assert_pass(*run_check(selfcheck.check_avg_pool2d, avg_good, capsys))
+
+
+@pytest.mark.parametrize("wrong", [max_stride_one, max_default_stride_one, max_takes_min,
+                                   max_stride_is_kernel, avg_good])
+def test_max_pool_check_fails_wrong_pooling(wrong, capsys):
+    assert_fail(*run_check(selfcheck.check_max_pool2d, wrong, capsys))
+
+
+@pytest.mark.parametrize("wrong", [avg_wrong_stride, avg_is_max, avg_sum])
+def test_avg_pool_check_fails_wrong_pooling(wrong, capsys):
+    assert_fail(*run_check(selfcheck.check_avg_pool2d, wrong, capsys))
+
+
+# ----------------------------------------------------------------- naive net
+def make_net(blocks=((1, 64, 2, 2), (64, 128, 2, 2), (128, 256, 7, 1)), relu=(True, True, True),
+             hidden=128, final=True):
+    """A network class built like the lecture's, with the given deviations."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = []
+            for (c_in, c_out, k, s), use_relu in zip(blocks, relu):
+                layers.append(nn.Conv2d(c_in, c_out, 3, 1, 1))
+                if use_relu:
+                    layers.append(nn.ReLU())
+                layers.append(nn.MaxPool2d(k, s))
+            head = [nn.Flatten(), nn.Linear(blocks[-1][1], hidden), nn.ReLU()]
+            if final:
+                head.append(nn.Linear(hidden, 10))
+            self.convlayers = nn.Sequential(*layers)
+            self.classifier = nn.Sequential(*head)
+
+        def forward(self, x):
+            return self.classifier(self.convlayers(x))
+
+    return Net
+
+
+class NetNotImplemented(nn.Module):
+    def __init__(self):
+        super().__init__()
+        raise NotImplementedError()
+
+
+class NetForwardNotImplemented(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.convlayers = make_net()().convlayers
+
+    def forward(self, x):
+        raise NotImplementedError()
+
+
+def test_naive_convnet_check_passes_the_lecture_network(capsys):
+    assert_pass(*run_check(selfcheck.check_naive_convnet, make_net(), capsys))
+    from cnn_course import NaiveConvNet
+    result, out = run_check(selfcheck.check_naive_convnet, NaiveConvNet, capsys)
+    assert_pass(result, out)
+    assert "expected 403,850, got 403,850" in out
+
+
+@pytest.mark.parametrize("wrong", [
+    make_net(relu=(True, False, True)),  # a missing ReLU: same shapes, same parameters
+    make_net(final=False),  # the last Linear missing: 128 outputs
+    make_net(blocks=((1, 64, 2, 2), (64, 128, 2, 2), (128, 256, 2, 2))),  # last pool 2: crashes
+    make_net(blocks=((1, 64, 2, 2), (64, 256, 2, 2), (256, 256, 7, 1))),  # 256 maps too early
+    make_net(blocks=((1, 64, 2, 2), (64, 256, 14, 1))),  # a whole block missing
+    make_net(hidden=100),
+])
+def test_naive_convnet_check_fails_a_wrong_network(wrong, capsys):
+    assert_fail(*run_check(selfcheck.check_naive_convnet, wrong, capsys))
+
+
+def test_naive_convnet_check_reports_the_parameter_totals(capsys):
+    _, out = run_check(selfcheck.check_naive_convnet, make_net(hidden=100), capsys)
+    assert "FAIL total parameters: expected 403,850, got " in out
+
+
+def test_training_check_uses_the_profile_thresholds(capsys):
+    thresholds = selfcheck.TRAINING_THRESHOLDS
+    assert thresholds["full"] >= 0.90 and thresholds["full"] >= thresholds["cpu"] >= thresholds["ci"] > 0.1
+    ci = get_profile("ci")
+    assert_fail(*run_check(lambda acc: selfcheck.check_training(acc, ci), 0.3, capsys))
+    result, out = run_check(lambda acc: selfcheck.check_training(acc, get_profile("full")), 0.89, capsys)
+    assert result is False and "expected at least 0.90 (profile full), got 0.8900" in out
+    result, out = run_check(lambda acc: selfcheck.check_training(acc, ci), 0.95, capsys)
+    assert result is True and out.startswith("PASS")
+
+
+# ------------------------------------------- unfinished exercises fail politely
+@pytest.mark.parametrize("check", [selfcheck.check_conv2d, selfcheck.check_output_size,
+                                   selfcheck.check_max_pool2d, selfcheck.check_avg_pool2d])
+def test_checks_report_not_implemented_without_raising(check, capsys):
+    result, out = run_check(check, not_implemented, capsys)
+    assert_fail(result, out)
+    assert "not implemented yet" in out and "NotImplementedError" in out
+    assert len(out.splitlines()) == 2, out  # one explanation, one summary: no wall of FAILs
+
+
+@pytest.mark.parametrize("net", [NetNotImplemented, NetForwardNotImplemented])
+def test_naive_convnet_check_reports_not_implemented(net, capsys):
+    result, out = run_check(selfcheck.check_naive_convnet, net, capsys)
+    assert_fail(result, out)
+    assert "not implemented yet" in out
+
+
+def test_checks_report_other_exceptions(capsys):
+    def broken(*args, **kwargs):
+        raise IndexError("too many indices")
+
+    result, out = run_check(selfcheck.check_conv2d, broken, capsys)
+    assert_fail(result, out)
+    assert "IndexError: too many indices" in out
+
+
+# ------------------------------------------------------------ student versions
+def test_there_are_four_masters_and_four_student_versions():
+    assert [p.name for p in MASTERS] == [p.name for p in STUDENTS]
+    assert len(MASTERS) >= 4
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=lambda p: p.name)
+def test_every_master_has_a_solution_region(master):
+    nb = nbformat.read(master, as_version=4)
+    assert gen.count_solution_regions(nb) >= 1
+
+
+def test_committed_student_versions_are_fresh(tmp_path):
+    assert gen.main(["--solutions", str(SOLUTIONS), "--exercises", str(tmp_path)]) == 0
+    made = sorted(p.name for p in tmp_path.glob("*.ipynb"))
+    assert made == [p.name for p in STUDENTS]
+    for name in made:
+        assert (tmp_path / name).read_text() == (EXERCISES / name).read_text(), (
+            f"exercises/{name} is stale: run `python scripts/generate_exercises.py`")
+    assert gen.stale_files(SOLUTIONS, EXERCISES) == []
+
+
+def test_check_mode_lists_stale_notebooks(tmp_path, capsys):
+    gen.write_all(SOLUTIONS, tmp_path)
+    assert gen.main(["--check", "--exercises", str(tmp_path)]) == 0
+    victim = tmp_path / STUDENTS[0].name
+    nb = nbformat.read(victim, as_version=4)
+    nb.cells[0].source += "\nhand edit"
+    nbformat.write(nb, victim)
+    (tmp_path / "exercise_99_orphan.ipynb").write_text("{}")
+    capsys.readouterr()
+    assert gen.main(["--check", "--exercises", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert STUDENTS[0].name in out and "exercise_99_orphan.ipynb" in out
+
+
+def _solution_lines(master: Path) -> list[str]:
+    """Distinctive lines from the masters' solution regions."""
+    lines, inside = [], False
+    for cell in nbformat.read(master, as_version=4).cells:
+        for line in cell.source.splitlines():
+            marker = line.strip()
+            if marker == gen.BEGIN_SOLUTION:
+                inside = True
+            elif marker == gen.END_SOLUTION:
+                inside = False
+            elif inside and len(marker) > 25:
+                lines.append(marker)
+    return lines
+
+
+@pytest.mark.parametrize("student", STUDENTS, ids=lambda p: p.name)
+def test_student_versions_have_no_outputs_and_no_solutions(student):
+    nb = nbformat.read(student, as_version=4)
+    text = student.read_text()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+        assert "execution" not in cell.metadata
+        assert gen.MASTER_ONLY_TAG not in cell.metadata.get("tags", [])
+    for marker in (gen.BEGIN_SOLUTION, gen.END_SOLUTION, gen.BEGIN_HIDDEN, gen.END_HIDDEN,
+                   "NBVAL_IGNORE_OUTPUT"):
+        assert marker not in text
+    assert "raise NotImplementedError()" in text
+    solution = _solution_lines(SOLUTIONS / student.name)
+    assert solution
+    for line in solution:
+        assert line not in text, f"solution line left in {student.name}: {line}"
+
+
+def _notebook(*cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = list(cells)
+    return nb
+
+
+def test_generator_keeps_indentation_and_drops_hidden_and_master_only():
+    code = nbformat.v4.new_code_cell(
+        "# NBVAL_IGNORE_OUTPUT\ndef f(x):\n    ### BEGIN SOLUTION\n    return x\n"
+        "    ### END SOLUTION\n\ny = f(1)\n### BEGIN HIDDEN TESTS\nassert y == 1\n"
+        "### END HIDDEN TESTS")
+    code.outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    code.execution_count = 3
+    note = nbformat.v4.new_markdown_cell("produced on a CPU")
+    note.metadata["tags"] = [gen.MASTER_ONLY_TAG]
+    answer = nbformat.v4.new_markdown_cell("Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION")
+    master = _notebook(code, note, answer)
+    student = gen.student_version(master)
+    assert len(student.cells) == 2
+    assert student.cells[0].source == (
+        "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\ny = f(1)")
+    assert student.cells[0].outputs == [] and student.cells[0].execution_count is None
+    assert student.cells[1].source == "Why?\nYOUR ANSWER HERE"
+    assert master.cells[0].execution_count == 3  # the master is not modified
+    assert gen.count_solution_regions(master) == 2
+
+
+@pytest.mark.parametrize("source", [
+    "### BEGIN SOLUTION\nx = 1",
+    "x = 1\n### END SOLUTION",
+    "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
+    "### BEGIN HIDDEN TESTS\n### END SOLUTION",
+])
+def test_generator_rejects_unbalanced_markers(source):
+    with pytest.raises(gen.MarkupError):
+        gen.student_version(_notebook(nbformat.v4.new_code_cell(source)))
+
+
+def test_unfinished_student_notebooks_fail_politely(tmp_path, monkeypatch):
+    """Run every student notebook as handed out: self-checks print FAIL, never raise.
+
+    The only errors allowed are the blanks' own NotImplementedError, raised in the cell
+    that calls the unfinished code.
+    """
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("CNN_COURSE_PROFILE", "ci")
+    for student in STUDENTS:
+        nb = nbformat.read(student, as_version=4)
+        NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        checks = 0
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            if "selfcheck.check_" in cell.source and "fit(" not in cell.source:
+                checks += 1
+                assert not errors, f"{student.name}: a self-check raised {errors[0].ename}"
+                assert "FAIL" in text, f"{student.name}: {cell.source!r} printed {text!r}"
+            for error in errors:
+                assert error.ename == "NotImplementedError", (
+                    f"{student.name}: {error.ename}: {error.evalue} in {cell.source!r}")
+        assert checks >= 1, student.name
