@@ -1,0 +1,62 @@
+"""The grader's own training recipes and accuracy thresholds, per model and per profile.
+
+Calibration runs behind every number: ../CHECKS.md. The ``full`` thresholds are
+proposals from ../../shared/CALIBRATION.md-style GPU measurements and still need a
+GPU calibration run (``pytest grader/hidden_checks/test_gpu_calibration.py`` on a GPU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnn_course import Recipe
+
+
+@dataclass(frozen=True)
+class GradingRecipe:
+    """How the accuracy check trains a submission, and what it must reach."""
+
+    recipe: Recipe
+    threshold: float  # minimum test accuracy (never shown to students)
+    train_size: int | None = None  # first N training images of the profile (None: all)
+    test_size: int | None = None  # first N test images of the profile (None: all)
+    calibrated: bool = True  # False: proposed, not yet measured as graded
+
+    def describe(self) -> str:
+        r = self.recipe
+        return (f"{r.epochs} epoch(s), batch {r.batch_size}, {r.optimizer} lr {r.lr:g}, "
+                f"{r.image_size}x{r.image_size} images")
+
+
+RECIPES: dict[tuple[str, str], GradingRecipe] = {
+    # GPU, the papers' resolutions, the recipe of CALIBRATION.md (H100, bf16).
+    ("alexnet", "full"): GradingRecipe(
+        Recipe(epochs=5, batch_size=256, lr=0.02, optimizer="sgd", weight_decay=5e-4,
+               one_cycle=True, flip=True, image_size=227, seed=0),
+        threshold=0.88, calibrated=False),
+    ("vgg16", "full"): GradingRecipe(
+        Recipe(epochs=4, batch_size=128, lr=0.01, optimizer="sgd", weight_decay=5e-4,
+               one_cycle=True, flip=True, image_size=224, seed=0),
+        threshold=0.89, calibrated=False),
+    # CPU laptops: 12,000/2,000 images of the full set; small runs (one seed, see CHECKS.md).
+    ("alexnet", "cpu"): GradingRecipe(
+        Recipe(epochs=1, batch_size=64, lr=1e-4, optimizer="adam", image_size=67, seed=0),
+        threshold=0.5, train_size=2000, test_size=1000),
+    ("vgg16", "cpu"): GradingRecipe(
+        Recipe(epochs=1, batch_size=32, lr=1e-4, optimizer="adam", image_size=32, seed=0),
+        threshold=0.1, train_size=320, test_size=500),
+    # ci (make test): the committed subset, a few optimiser steps only (smoke tests).
+    ("alexnet", "ci"): GradingRecipe(
+        Recipe(epochs=1, batch_size=64, lr=1e-4, optimizer="adam", image_size=67, seed=0),
+        threshold=0.2, train_size=768, test_size=250),
+    ("vgg16", "ci"): GradingRecipe(
+        Recipe(epochs=1, batch_size=32, lr=1e-4, optimizer="adam", image_size=32, seed=0),
+        threshold=0.03, train_size=64, test_size=100),
+}
+
+
+def grading_recipe(model: str, profile: str) -> GradingRecipe:
+    """The recipe that grades ``model`` ("alexnet"/"vgg16") under ``profile``."""
+    try:
+        return RECIPES[(model, profile)]
+    except KeyError:
+        raise ValueError(f"no grading recipe for {model!r} in profile {profile!r}") from None
