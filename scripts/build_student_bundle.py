@@ -15,6 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("lectures", "exercises", "assignments", "cnn_course")
 FILES = ("requirements.txt", "environment.yml", "pyproject.toml", "Makefile")
+# Instructor-only folders: present in the repository, never in the bundle.
+INSTRUCTOR_ONLY = ("grader", "solutions", "tests", "scripts")
 SKIP = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.egg-info")
 FORBIDDEN_TEXT = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "hidden_checks")
 
@@ -37,7 +39,7 @@ def leaks(bundle: Path) -> list[str]:
     found = []
     for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
         rel = path.relative_to(bundle)
-        if rel.parts[0] in ("grader", "solutions", "tests") or "nbgrader_config" in rel.name:
+        if rel.parts[0] in INSTRUCTOR_ONLY or "nbgrader_config" in rel.name:
             found.append(f"{rel}: instructor-only file")
             continue
         if path.suffix not in (".py", ".ipynb", ".md", ".txt", ".yml", ".toml"):
