@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -72,17 +72,19 @@ def own_tensors(module: nn.Module) -> dict[str, Any]:
 
 
 def walk(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """Every module below ``module`` (itself included), each once, by registered name."""
+    """Every module below ``module`` (itself included), each once, in registration order
+    (depth first, like ``named_modules``)."""
     seen: set[int] = set()
-    stack = [(prefix, module)]
-    while stack:
-        name, mod = stack.pop(0)
-        if id(mod) in seen or mod is None:
-            continue
+
+    def visit(name: str, mod: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+        if mod is None or id(mod) in seen:
+            return
         seen.add(id(mod))
         yield name, mod
         for child_name, child in children(mod).items():
-            stack.append((f"{name}.{child_name}" if name else child_name, child))
+            yield from visit(f"{name}.{child_name}" if name else child_name, child)
+
+    yield from visit(prefix, module)
 
 
 def tensor_size(tensor: Any, where: str) -> int:
@@ -140,11 +142,6 @@ def run_forward(model: nn.Module, x: torch.Tensor, spec: ModelSpec, what: str,
         fail(f"{what}: the forward pass of a {shape} batch raised "
              f"{type(error).__name__}: {error}")
     raise AssertionError("unreachable")
-
-
-def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark check functions (kept simple: the notebook shows the cell's time)."""
-    return fn
 
 
 def log(message: str) -> None:

@@ -18,8 +18,8 @@ from torch.overrides import TorchFunctionMode
 from cnn_course import evaluate, fit, get_profile, load_split, prepare_batch, seed_everything
 from cnn_course.layers import formula_parameters
 
-from ._util import (CheckFailed, all_parameters, build, fail, log, own_tensors, quiet,
-                    run_forward, tensor_size, walk)
+from ._util import (CheckFailed, all_parameters, build, fail, forward_calls, log, own_tensors,
+                    quiet, run_forward, tensor_size, walk)
 from .recipes import grading_recipe
 from .spec import Layer, ModelSpec, get_spec
 
@@ -92,7 +92,6 @@ def _layers_in_order(model: nn.Module, spec: ModelSpec, in_channels: int,
     x = torch.zeros(1, in_channels, spec.full_size, spec.full_size, device="meta")
     try:
         with torch.no_grad():
-            from ._util import forward_calls
             calls, _ = forward_calls(model, x, (nn.Conv2d, nn.Linear))
         order: list[nn.Module] = []
         for mod, _shape in calls:
