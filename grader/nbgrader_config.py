@@ -68,9 +68,16 @@ c.OverwriteCells.add_missing_cells = True
 # Feedback: the hidden test code and the tracebacks through it stay with the instructor;
 # students see each failed check's message.
 sys.path.insert(0, str(HERE))
-from feedback_privacy import HideHiddenTests, ShortenErrors  # noqa: E402
+from course_preprocessors import (  # noqa: E402
+    DropMasterOnlyCells, HideHiddenTests, ShortenErrors,
+)
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.converters import GenerateAssignment  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+# Notes about the master's own stored run never reach students.
+c.GenerateAssignment.preprocessors = [DropMasterOnlyCells,
+                                      *GenerateAssignment.class_traits()["preprocessors"].default()]
 
 c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests,
                                     ShortenErrors]

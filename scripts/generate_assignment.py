@@ -24,7 +24,7 @@ GRADER = ROOT / "grader"
 ASSIGNMENT = "assignment_cnn"
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 STUDENT_COPY = ROOT / "assignments" / NOTEBOOK
-COURSE_FILES = ("nbgrader_config.py", "feedback_privacy.py")
+COURSE_FILES = ("nbgrader_config.py", "course_preprocessors.py")
 
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
@@ -65,13 +65,12 @@ def main() -> int:
         released = generate(make_course(Path(scratch) / "course"))
         if args.check:
             if not STUDENT_COPY.exists() or STUDENT_COPY.read_bytes() != released.read_bytes():
-                print(f"{STUDENT_COPY.relative_to(ROOT)} is stale: run "
-                      "`python scripts/generate_assignment.py`")
+                print(f"{STUDENT_COPY} is stale: run `python scripts/generate_assignment.py`")
                 return 1
-            print(f"{STUDENT_COPY.relative_to(ROOT)} is up to date")
+            print(f"{STUDENT_COPY} is up to date")
             return 0
         shutil.copy(released, STUDENT_COPY)
-        print(f"wrote {STUDENT_COPY.relative_to(ROOT)}")
+        print(f"wrote {STUDENT_COPY}")
     return 0
 
 
