@@ -52,32 +52,42 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 if REQUIRE_GPU:
     os.environ["CNN_GRADER_REQUIRE_GPU"] = "1"
 
+sys.path.insert(0, str(HERE))
+from course_preprocessors import (  # noqa: E402
+    DropMasterOnlyCells, HideHiddenTests, RestoreDeletedTests, ShortenErrors,
+)
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.converters import Autograde, GenerateAssignment  # noqa: E402
+from nbgrader.preprocessors import GetGrades, OverwriteCells  # noqa: E402
+
+
+def defaults(converter, trait: str) -> list:
+    """nbgrader's default preprocessor list of ``converter``."""
+    return converter.class_traits()[trait].default()
+
+
 c = get_config()  # noqa: F821 (provided by nbgrader)
 c.CourseDirectory.root = str(HERE)
 c.CourseDirectory.course_id = "cnn-course"
 c.CourseDirectory.db_url = GRADEBOOK_URL
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# Notes about the master's own stored run never reach students.
+c.GenerateAssignment.preprocessors = [DropMasterOnlyCells,
+                                      *defaults(GenerateAssignment, "preprocessors")]
 
 c.Execute.timeout_func = cell_timeout
 c.Execute.interrupt_on_timeout = True
 
-# A deleted test cell is put back from the gradebook and graded, not scored 0 silently.
+# A deleted test cell is put back from the gradebook and graded, not scored 0 silently
+# (RestoreDeletedTests replaces nbgrader's OverwriteCells; its docstring says why).
 c.OverwriteCells.add_missing_cells = True
+c.Autograde.sanitize_preprocessors = [
+    RestoreDeletedTests if step is OverwriteCells else step
+    for step in defaults(Autograde, "sanitize_preprocessors")
+]
 
 # Feedback: the hidden test code and the tracebacks through it stay with the instructor;
 # students see each failed check's message.
-sys.path.insert(0, str(HERE))
-from course_preprocessors import (  # noqa: E402
-    DropMasterOnlyCells, HideHiddenTests, ShortenErrors,
-)
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
-from nbgrader.converters import GenerateAssignment  # noqa: E402
-from nbgrader.preprocessors import GetGrades  # noqa: E402
-
-# Notes about the master's own stored run never reach students.
-c.GenerateAssignment.preprocessors = [DropMasterOnlyCells,
-                                      *GenerateAssignment.class_traits()["preprocessors"].default()]
-
 c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests,
                                     ShortenErrors]

@@ -62,18 +62,22 @@ def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, fl
     model.source = replace_once(model.source, "nn.Conv2d(96, 256", "nn.Conv2d(96, 128")
     model.source = replace_once(model.source, "nn.Conv2d(256, 384", "nn.Conv2d(128, 384")
 
-    raises = copy.deepcopy(reference)
-    cell = cell_by_id(raises, "alexnet_model")
-    cell.source = "raise RuntimeError('not finished yet')\n" + cell.source
+    def raising(nb, grade_id):
+        broken = copy.deepcopy(nb)
+        cell = cell_by_id(broken, grade_id)
+        cell.source = "raise RuntimeError('not finished yet')\n" + cell.source
+        return broken
 
     loops = copy.deepcopy(reference)
     cell = cell_by_id(loops, "vgg16_model")
     cell.source = "while True:\n    pass\n" + cell.source
 
-    edited = copy.deepcopy(wrong_conv2)
+    # Untouched, a restored test fails; left as `pass` it would score full points.
+    edited = copy.deepcopy(released)
     cell_by_id(edited, "alexnet_parameters").source = "pass"
 
-    deleted = copy.deepcopy(reference)
+    # AlexNet right (VGG16 unfinished, to keep the run short): the restored test passes.
+    deleted = raising(reference, "vgg16_model")
     deleted.cells.remove(cell_by_id(deleted, "alexnet_parameters"))
 
     conv2_parts = {"alexnet_parameters", "alexnet_feature_maps"}
@@ -81,10 +85,10 @@ def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, fl
         "reference": (reference, expected(set())),
         "untouched": (copy.deepcopy(released), expected(ALEXNET | VGG16)),
         "wrong_conv2": (wrong_conv2, expected(conv2_parts)),
-        "model_raises": (raises, expected(ALEXNET)),
+        "model_raises": (raising(reference, "alexnet_model"), expected(ALEXNET)),
         "loops_forever": (loops, expected(VGG16)),
-        "test_edited": (edited, expected(conv2_parts)),
-        "test_deleted": (deleted, expected(set())),
+        "test_edited": (edited, expected(ALEXNET | VGG16)),
+        "test_deleted": (deleted, expected(VGG16)),
     }
 
 
@@ -130,7 +134,8 @@ def test_feedback_hides_hidden_tests_and_explains_failures(course):
     assert result.returncode == 0, result.stdout + result.stderr
     for student in plan:
         html = (folder / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-        for secret in ("BEGIN HIDDEN TESTS", "hidden_checks", "Traceback", "site-packages"):
+        for secret in ("BEGIN HIDDEN TESTS", "hidden_checks", "most recent call last",
+                       "site-packages"):
             assert secret not in html, f"{student}'s feedback shows {secret!r}"
     wrong = (folder / "feedback" / "wrong_conv2" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
     assert "conv2" in wrong and "expected" in wrong
