@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import count_parameters, trace
+from .layers import count_parameters, relative_error, trace
 from .models import NaiveConvNet
 from .runtime import Profile, get_profile
 
@@ -119,35 +119,46 @@ def check_conv2d(conv2d: Callable[..., torch.Tensor], seed: int = 0) -> bool:
         expected = F.conv2d(x, w, b, stride=case.stride, padding=case.padding)
         label = (f"case {i}: x {_shape(case.x_shape)}, w {_shape(case.w_shape)}, "
                  f"stride {case.stride}, padding {case.padding}")
-        try:
-            actual = conv2d(x.clone(), w.clone(), b.clone(), stride=case.stride,
-                            padding=case.padding)
-        except Exception as err:  # the student's code: report, never crash
-            print(f"FAIL {label}: {_explain(err, 'conv2d')}")
-            if isinstance(err, NotImplementedError):
-                return _summary("conv2d", passed, len(CONV_CASES))
-            continue
-        if not isinstance(actual, torch.Tensor):
-            print(f"FAIL {label}: expected a torch.Tensor, got {type(actual).__name__}")
-            continue
-        if tuple(actual.shape) != tuple(expected.shape):
-            print(f"FAIL {label}: expected shape {_shape(expected.shape)}, "
-                  f"got {_shape(actual.shape)}")
-            continue
-        error = _relative_error(actual, expected)
-        ok = error < TOLERANCE
-        passed += ok
-        shown = f"< {TOLERANCE:.0e}" if ok else f"= {error:.2e}, should be < {TOLERANCE:.0e}"
-        print(f"{_status(ok)} {label}: shape {_shape(actual.shape)} "
-              f"(expected {_shape(expected.shape)}), relative error {shown}")
+        verdict = _compare(label, lambda: conv2d(x.clone(), w.clone(), b.clone(),
+                                                 stride=case.stride, padding=case.padding),
+                           expected, "conv2d")
+        if verdict is None:
+            return _summary("conv2d", passed, len(CONV_CASES))
+        passed += verdict
     return _summary("conv2d matches F.conv2d", passed, len(CONV_CASES))
 
 
 def _relative_error(x: torch.Tensor, y: torch.Tensor) -> float:
-    x, y = x.detach().double().cpu(), y.detach().double().cpu()
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(x.detach()).all():
         return math.inf
-    return ((x - y).abs().max() / (x.abs() + y.abs()).max().clamp_min(1e-12)).item()
+    return relative_error(x.cpu(), y.cpu())
+
+
+def _compare(
+    label: str, compute: Callable[[], object], expected: torch.Tensor, name: str,
+) -> bool | None:
+    """Run one case of the student's ``name`` and print its verdict against ``expected``.
+
+    True or False for pass or fail; None when the function is not implemented yet.
+    """
+    try:
+        actual = compute()
+    except Exception as err:  # the student's code: report, never crash
+        print(f"FAIL {label}: {_explain(err, name)}")
+        return None if isinstance(err, NotImplementedError) else False
+    if not isinstance(actual, torch.Tensor):
+        print(f"FAIL {label}: expected a torch.Tensor, got {type(actual).__name__}")
+        return False
+    if tuple(actual.shape) != tuple(expected.shape):
+        print(f"FAIL {label}: expected shape {_shape(expected.shape)}, "
+              f"got {_shape(actual.shape)}")
+        return False
+    error = _relative_error(actual, expected)
+    ok = error < TOLERANCE
+    shown = f"< {TOLERANCE:.0e}" if ok else f"= {error:.2e}, should be < {TOLERANCE:.0e}"
+    print(f"{_status(ok)} {label}: shape {_shape(actual.shape)} "
+          f"(expected {_shape(expected.shape)}), relative error {shown}")
+    return ok
 
 
 def check_output_size(conv_output_size: Callable[..., int]) -> bool:
@@ -201,26 +212,10 @@ def _check_pool(
         x = torch.randn(shape, generator=gen, dtype=torch.float64)
         expected = reference(k, s)(x)
         label = f"case {i}: x {_shape(shape)}, kernel {k}, stride {s}"
-        try:
-            actual = pool(x.clone(), k, s)
-        except Exception as err:
-            print(f"FAIL {label}: {_explain(err, name)}")
-            if isinstance(err, NotImplementedError):
-                return _summary(name, passed, len(POOL_CASES))
-            continue
-        if not isinstance(actual, torch.Tensor):
-            print(f"FAIL {label}: expected a torch.Tensor, got {type(actual).__name__}")
-            continue
-        if tuple(actual.shape) != tuple(expected.shape):
-            print(f"FAIL {label}: expected shape {_shape(expected.shape)}, "
-                  f"got {_shape(actual.shape)}")
-            continue
-        error = _relative_error(actual, expected)
-        ok = error < TOLERANCE
-        passed += ok
-        shown = f"< {TOLERANCE:.0e}" if ok else f"= {error:.2e}, should be < {TOLERANCE:.0e}"
-        print(f"{_status(ok)} {label}: shape {_shape(actual.shape)} "
-              f"(expected {_shape(expected.shape)}), relative error {shown}")
+        verdict = _compare(label, lambda: pool(x.clone(), k, s), expected, name)
+        if verdict is None:
+            return _summary(name, passed, len(POOL_CASES))
+        passed += verdict
     return _summary(f"{name} matches nn.{reference.__name__}", passed, len(POOL_CASES))
 
 
