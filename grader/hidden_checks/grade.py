@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from cnn_course import evaluate, fit, get_profile, load_split, prepare_batch, seed_everything
+from cnn_course import fit, get_profile, load_split, prepare_batch, seed_everything
 from cnn_course.layers import formula_parameters
 
 from ._util import (CheckFailed, all_parameters, build, fail, forward_calls, log, own_tensors,
