@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from hidden_checks import grade
+from hidden_checks.calibrate import Run, _gated, defective, verdict
 from hidden_checks.reference import load_reference
 
 REF = load_reference()
@@ -227,3 +228,21 @@ def test_require_gpu_switch_refuses_without_cuda(monkeypatch):
 def test_full_profile_refuses_without_cuda():
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
         grade.accuracy("alexnet", AlexNetRef, profile="full")
+
+
+# ----------------------------------------------------------------------------- calibration
+def test_calibration_verdict_names_each_problem():
+    ok = [Run("alexnet", "reference", 0, 0.50, 1.0, False),
+          Run("alexnet", "defective", 0, 0.70, 1.0, True)]
+    assert verdict(ok, 0.45) == []
+    thin = [Run("alexnet", "reference", 1, 0.46, 1.0, False)]
+    assert verdict(thin, 0.45) == ["reference seed 1: 0.4600 < threshold 0.45 + 0.02"]
+    slipping = [Run("alexnet", "defective", 0, 0.70, 1.0, False)]
+    assert "not rejected by the nonlinearity gate" in verdict(slipping, 0.45)[0]
+    assert verdict([Run("alexnet", "defective", 0, 0.30, 1.0, False)], 0.45) == []
+
+
+def test_calibration_defect_is_rejected_by_the_gate_and_the_feature_maps():
+    bad = defective(AlexNetRef)
+    assert _gated("alexnet", bad) and not _gated("alexnet", AlexNetRef)
+    assert outcome("feature_maps", "alexnet", bad)
