@@ -237,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--best-effort", action="store_true",
                         help="report a missing data set but exit 0 (tests use the subset)")
+    parser.add_argument("--gz-dir", type=Path, default=DEBIAN_DIR,
+                        help="folder holding the four .gz files, as Debian's package lays "
+                             f"them out (default: {DEBIAN_DIR})")
     args = parser.parse_args(argv)
     try:
-        root = locate_fashion_mnist()
+        root = locate_fashion_mnist(debian_dir=args.gz_dir)
     except (DataNotFoundError, CorruptDataError) as err:
         print(err)
         return 0 if args.best_effort else 1

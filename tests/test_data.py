@@ -156,3 +156,13 @@ def test_torchvision_datasets_read_the_subset_offline(no_download):
 def test_balanced_indices_rejects_too_many():
     with pytest.raises(ValueError, match="asked for 11"):
         balanced_indices(np.arange(10) % 2, 11)
+
+
+def test_command_unpacks_gz_files_from_a_given_folder(tmp_path, monkeypatch, capsys,
+                                                      no_download):
+    gz = tmp_path / "copied-gz"
+    write_fake_set(gz, gz=True)
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "course-data"))
+    assert data.main(["--gz-dir", str(gz)]) == 0
+    assert "30 train / 20 test images" in capsys.readouterr().out
+    assert read_idx(raw_folder(tmp_path / "course-data") / FILES[("test", "images")]).shape == (20, 28, 28)
