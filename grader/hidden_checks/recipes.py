@@ -1,8 +1,9 @@
 """The grader's own training recipes and accuracy thresholds, per model and per profile.
 
-Calibration runs behind every number: ../CHECKS.md. The ``full`` thresholds are
-proposals from ../../shared/CALIBRATION.md-style GPU measurements and still need a
-GPU calibration run (``pytest grader/hidden_checks/test_gpu_calibration.py`` on a GPU).
+Calibration runs behind every number: ../CHECKS.md (made with ``python -m
+hidden_checks.calibrate --profile P``). The ``full`` thresholds are proposals from the
+shared GPU calibration notes and still need a GPU calibration run
+(``scripts/gpu_session.sh`` on a GPU machine).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ RECIPES: dict[tuple[str, str], GradingRecipe] = {
         Recipe(epochs=4, batch_size=128, lr=0.01, optimizer="sgd", weight_decay=5e-4,
                one_cycle=True, flip=True, image_size=224, seed=0),
         threshold=0.89, calibrated=False),
-    # CPU laptops: 12,000/2,000 images of the full set; small runs (one seed, see CHECKS.md).
+    # CPU laptops: 12,000/2,000 images of the full set; small runs (3 seeds, see CHECKS.md).
     ("alexnet", "cpu"): GradingRecipe(
         Recipe(epochs=1, batch_size=64, lr=1e-4, optimizer="adam", image_size=67, seed=0),
         threshold=0.45, train_size=2000, test_size=1000),
