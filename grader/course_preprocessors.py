@@ -1,7 +1,9 @@
 """The course's nbgrader preprocessors: what students get contains nothing instructor-only.
 
 ``generate_assignment``: ``DropMasterOnlyCells`` removes cells tagged ``master-only``
-(notes about the master's stored run), as scripts/generate_exercises.py does for exercises.
+(notes about the master's stored run) and ``ClearRunMetadata`` the traces of that run
+(cell execution times, the progress bars' saved widget state), as
+scripts/generate_exercises.py does for exercises.
 
 ``autograde``: ``RestoreDeletedTests`` puts a deleted test cell back after the nearest
 earlier cell of the master that the submission still has. nbgrader 0.9.6's own
@@ -26,6 +28,21 @@ class DropMasterOnlyCells(NbGraderPreprocessor):
         nb.cells = [cell for cell in nb.cells
                     if MASTER_ONLY_TAG not in cell.get("metadata", {}).get("tags", [])]
         return nb, resources
+
+
+RUN_METADATA = ("execution", "collapsed", "scrolled")  # cell metadata of one run
+
+
+class ClearRunMetadata(NbGraderPreprocessor):
+    """Remove what describes the master's last run: cell timings and saved widget state."""
+
+    def preprocess(self, nb, resources):
+        nb.metadata.pop("widgets", None)
+        for cell in nb.cells:
+            for key in RUN_METADATA:
+                cell.metadata.pop(key, None)
+        return nb, resources
+
 
 HIDDEN_NOTE = "# (hidden tests ran here)"
 

@@ -54,7 +54,7 @@ if REQUIRE_GPU:
 
 sys.path.insert(0, str(HERE))
 from course_preprocessors import (  # noqa: E402
-    DropMasterOnlyCells, HideHiddenTests, RestoreDeletedTests, ShortenErrors,
+    ClearRunMetadata, DropMasterOnlyCells, HideHiddenTests, RestoreDeletedTests, ShortenErrors,
 )
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.converters import Autograde, GenerateAssignment  # noqa: E402
@@ -73,7 +73,7 @@ c.CourseDirectory.db_url = GRADEBOOK_URL
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 # Notes about the master's own stored run never reach students.
-c.GenerateAssignment.preprocessors = [DropMasterOnlyCells,
+c.GenerateAssignment.preprocessors = [DropMasterOnlyCells, ClearRunMetadata,
                                       *defaults(GenerateAssignment, "preprocessors")]
 
 c.Execute.timeout_func = cell_timeout

@@ -36,3 +36,7 @@ def test_student_version_has_blanks_and_nothing_hidden():
     assert text.count("raise NotImplementedError()") >= 4  # __init__ and forward of both
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
     assert not any("master-only" in cell.metadata.get("tags", []) for cell in nb.cells)
+    # nothing left of the master's run: no timings, no saved progress-bar widgets
+    assert "widgets" not in nb.metadata
+    assert not any("execution" in cell.metadata for cell in nb.cells)
+    assert all(cell.get("execution_count") is None for cell in nb.cells if cell.cell_type == "code")
