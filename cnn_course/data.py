@@ -19,10 +19,13 @@ import os
 import shutil
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset, Subset
 
 from .runtime import Profile, get_profile
 
@@ -216,20 +219,21 @@ def load_split(train: bool, profile: Profile | None = None) -> tuple[torch.Tenso
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def torchvision_datasets(profile: Profile | None = None, transform=None):
+def torchvision_datasets(
+    profile: Profile | None = None, transform: Callable[[Any], Any] | None = None,
+) -> tuple[Dataset, Dataset]:
     """``(train, test)`` as torchvision datasets (``Subset`` where the profile limits them)."""
-    from torch.utils.data import Subset
     from torchvision.datasets import FashionMNIST
 
     profile = profile or get_profile()
     root = str(dataset_root(profile))
-    out = []
+    out: list[Dataset] = []
     for train, limit in ((True, profile.train_size), (False, profile.test_size)):
         ds = FashionMNIST(root, train=train, download=False, transform=transform)
         if limit is not None and limit < len(ds):
             ds = Subset(ds, balanced_indices(ds.targets, limit).tolist())
         out.append(ds)
-    return tuple(out)
+    return out[0], out[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,7 +127,7 @@ def test_committed_subset_is_class_balanced():
         assert 0.2 < images.mean() / 255 < 0.4  # real clothes, not noise or blanks
 
 
-def test_subset_is_drawn_from_the_full_set():
+def test_subset_is_drawn_from_the_full_set(no_download):
     try:
         full = raw_folder(locate_fashion_mnist())
     except (DataNotFoundError, CorruptDataError):

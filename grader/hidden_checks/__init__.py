@@ -13,7 +13,5 @@ classes. Documentation and calibration: ../CHECKS.md.
 from . import grade, recipes, reference, spec
 from .grade import accuracy, feature_maps, logits, parameters, trainable
 
-PARTS = ("parameters", "logits", "feature_maps", "trainable", "accuracy")
-
-__all__ = ["PARTS", "accuracy", "feature_maps", "grade", "logits", "parameters", "recipes",
+__all__ = ["accuracy", "feature_maps", "grade", "logits", "parameters", "recipes",
            "reference", "spec", "trainable"]

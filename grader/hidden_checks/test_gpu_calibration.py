@@ -11,7 +11,7 @@ VGG16 (no ReLUs, a wrong stride) with the nonlinearity gate switched off, printi
 Markdown rows of accuracies and seconds (``hidden_checks.calibrate``). Copy them into
 grader/CHECKS.md and set the ``full`` thresholds in recipes.py so that every reference
 seed clears its threshold by ``calibrate.MARGIN`` and the defective models fall below
-it; then mark them calibrated. About 10 minutes on one H100.
+it; then mark them calibrated. About 7 minutes on one H100 (estimate).
 """
 from __future__ import annotations
 
