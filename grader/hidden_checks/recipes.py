@@ -2,7 +2,7 @@
 
 Calibration runs behind every number: ../CHECKS.md (made with ``python -m
 hidden_checks.calibrate --profile P``). The ``full`` thresholds are proposals from the
-shared GPU calibration notes and still need a GPU calibration run
+course team's GPU measurements (docs/CALIBRATION.md) and still need a GPU calibration run
 (``scripts/gpu_session.sh`` on a GPU machine).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ class GradingRecipe:
 
 
 RECIPES: dict[tuple[str, str], GradingRecipe] = {
-    # GPU, the papers' resolutions, the recipe of CALIBRATION.md (H100, bf16).
+    # GPU, the papers' resolutions, the recipe of docs/CALIBRATION.md (H100, bf16).
     ("alexnet", "full"): GradingRecipe(
         Recipe(epochs=5, batch_size=256, lr=0.02, optimizer="sgd", weight_decay=5e-4,
                one_cycle=True, flip=True, image_size=227, seed=0),
