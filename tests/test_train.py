@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from cnn_course import (
-    NaiveConvNet, Recipe, evaluate, fit, load_split, prepare_batch, seed_everything,
+    NaiveConvNet, Recipe, evaluate, fit, get_profile, load_split, naive_recipe, prepare_batch,
+    seed_everything,
 )
 from cnn_course.data import MEAN, STD
 
@@ -59,3 +60,10 @@ def test_recipe_rejects_nonsense():
         Recipe(optimizer="rmsprop")
     with pytest.raises(ValueError, match="positive"):
         Recipe(epochs=0)
+
+
+def test_naive_recipe_is_the_lectures():
+    one_cycle, constant = naive_recipe(get_profile("cpu")), naive_recipe(get_profile("cpu"), False)
+    assert (one_cycle.epochs, one_cycle.batch_size, one_cycle.optimizer) == (3, 64, "adam")
+    assert (one_cycle.lr, one_cycle.one_cycle, one_cycle.image_size) == (2e-3, True, 28)
+    assert (constant.lr, constant.one_cycle) == (1e-3, False)
