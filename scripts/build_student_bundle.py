@@ -2,8 +2,8 @@
 
     python scripts/build_student_bundle.py OUT_DIR
 
-Copies lectures/, exercises/, assignments/, the helper package, the set-up files and a
-student README, then refuses (exit 1) if anything instructor-only slipped in.
+Copies lectures/, exercises/, assignments/, the helper package, the set-up files, and a
+student README and Makefile (`make lab` only), then refuses (exit 1) if anything instructor-only slipped in.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("lectures", "exercises", "assignments", "cnn_course")
-FILES = ("requirements.txt", "environment.yml", "pyproject.toml", "Makefile")
+FILES = ("requirements.txt", "environment.yml", "pyproject.toml")
+STUDENT_FILES = ("README.md", "Makefile")  # from scripts/student/: students' own versions
 # Instructor-only folders: present in the repository, never in the bundle.
 INSTRUCTOR_ONLY = ("grader", "solutions", "tests", "scripts")
 SKIP = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.egg-info")
@@ -30,7 +31,8 @@ def build(out: Path) -> Path:
         shutil.copytree(ROOT / folder, out / folder, ignore=SKIP)
     for name in FILES:
         shutil.copy(ROOT / name, out / name)
-    shutil.copy(ROOT / "scripts" / "student" / "README.md", out / "README.md")
+    for name in STUDENT_FILES:
+        shutil.copy(ROOT / "scripts" / "student" / name, out / name)
     return out
 
 

@@ -59,3 +59,15 @@ def test_leak_guard_catches_planted_material(tmp_path):
     assert "exercises/extra.py: contains 'BEGIN SOLUTION'" in found
     assert "grader/nbgrader_config.py: instructor-only file" in found
     assert "assignments/note.md: contains 'hidden_checks'" in found
+
+
+def test_bundle_makefile_sets_up_the_lab_and_nothing_instructor_only(tmp_path):
+    bundle = build(tmp_path / "student")
+    lab = subprocess.run(["make", "-n", "lab"], cwd=bundle, capture_output=True, text=True)
+    assert lab.returncode == 0, lab.stderr
+    assert "pip install --quiet -r requirements.txt" in lab.stdout
+    assert "jupyter lab" in lab.stdout
+    for target in ("test", "bundle", "benchmark"):
+        refused = subprocess.run(["make", "-n", target], cwd=bundle, capture_output=True,
+                                 text=True)
+        assert refused.returncode != 0 and "No rule to make target" in refused.stderr, target
