@@ -56,11 +56,16 @@ def show_images(
     return fig
 
 
-def show_maps(maps: torch.Tensor, columns: int = 8, title: str = "") -> plt.Figure:
-    """Activation maps ``[C, H, W]`` side by side, each with its own colour scale."""
+def show_maps(maps: torch.Tensor, columns: int = 8, title: str = "",
+              figsize: tuple[float, float] | None = None) -> plt.Figure:
+    """Activation maps ``[C, H, W]`` side by side, each with its own colour scale.
+
+    ``figsize`` (inches) defaults to 1.3 x 1.3 per map.
+    """
     maps = maps.detach().cpu().numpy()
     rows = -(-len(maps) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows), squeeze=False)
+    figsize = figsize or (1.3 * columns, 1.3 * rows)
+    fig, axes = plt.subplots(rows, columns, figsize=figsize, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(maps):

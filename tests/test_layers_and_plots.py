@@ -10,7 +10,8 @@ from torch import nn
 
 from cnn_course import History, NaiveConvNet, count_parameters, layer_table, relative_error, trace
 from cnn_course.layers import formula_parameters
-from cnn_course.plots import confusion_matrix, plot_confusion_matrix, plot_history, show_images
+from cnn_course.plots import (confusion_matrix, plot_confusion_matrix, plot_history, show_images,
+                              show_maps)
 
 
 def test_naive_convnet_shapes_follow_the_lecture():
@@ -56,3 +57,7 @@ def test_figures_are_drawn():
     grid = show_images(torch.zeros(10, 28, 28), list(range(10)), [0] * 10, columns=5)
     assert len(grid.axes) == 10 and grid.axes[1].title.get_color() == "red"
     assert len(plot_confusion_matrix(torch.arange(10), torch.arange(10)).axes) == 1
+    maps = show_maps(torch.rand(6, 7, 7), columns=4)
+    assert len(maps.axes) == 8 and tuple(maps.get_size_inches()) == (5.2, 2.6)
+    wide = show_maps(torch.rand(6, 7, 7), columns=6, figsize=(10, 2.2))
+    assert tuple(wide.get_size_inches()) == (10, 2.2)
