@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hidden_checks import grade
-from hidden_checks.calibrate import Run, _gated, defective, verdict
+from hidden_checks.calibrate import Run, _gated, _graded, defective, verdict, without_relus
 from hidden_checks.reference import load_reference
 
 REF = load_reference()
@@ -22,13 +22,6 @@ def outcome(part: str, model: str, cls: type) -> str | None:
     except AssertionError as error:
         return str(error)
     return None
-
-
-def _strip_relus(module: nn.Module) -> None:
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.ReLU):
-                setattr(parent, name, nn.Identity())
 
 
 # ----------------------------------------------------------------------------- defective models
@@ -52,16 +45,10 @@ class Stride2(AlexNetRef):
 class NoReLU(AlexNetRef):
     def __init__(self, in_channels=3, num_classes=1000):
         super().__init__(in_channels, num_classes)
-        _strip_relus(self)
+        without_relus(self)
 
 
-class NoReLUVGG(VGG16Ref):
-    """The calibration's defective VGG16: no ReLUs and a stride-2 convolution in block 1."""
-
-    def __init__(self, in_channels=3, num_classes=1000):
-        super().__init__(in_channels, num_classes)
-        _strip_relus(self)
-        self.features[0].stride = (2, 2)
+NoReLUVGG = defective(VGG16Ref)  # the calibration's: no ReLUs, stride-2 first convolution
 
 
 class Detached(AlexNetRef):
@@ -246,3 +233,8 @@ def test_calibration_defect_is_rejected_by_the_gate_and_the_feature_maps():
     bad = defective(AlexNetRef)
     assert _gated("alexnet", bad) and not _gated("alexnet", AlexNetRef)
     assert outcome("feature_maps", "alexnet", bad)
+
+
+def test_calibration_counts_a_crash_in_training_as_zero():
+    # at 32x32 the stride-2 VGG16's maps vanish before the 5th pool: training raises
+    assert _graded("vgg16", NoReLUVGG, "ci", 0) == 0.0

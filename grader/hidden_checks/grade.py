@@ -397,13 +397,14 @@ def nonlinearities(model: str, cls: type) -> None:
     # the last layer (the classifier's output) stays linear: pending is expected there
 
 
-def accuracy(model: str, cls: type, profile: str | None = None, seed: int | None = None,
-             gate: bool = True) -> float:
-    """Train with the grader's own recipe for the profile; test accuracy must be high enough.
+def trained_accuracy(model: str, cls: type, profile: str | None = None,
+                     seed: int | None = None, gate: bool = True) -> float:
+    """Train ``cls`` with the grader's recipe for the profile; return its test accuracy.
 
     Prints the profile and the accuracy reached. ``$CNN_GRADER_REQUIRE_GPU=1`` refuses
-    to grade without CUDA. ``seed`` overrides the recipe's seed and ``gate=False`` skips
-    the nonlinearity check (both for calibration runs only).
+    to train without CUDA. ``seed`` overrides the recipe's seed and ``gate=False`` skips
+    the nonlinearity check (both for calibration runs only). A crash while training is a
+    failure for the student.
     """
     spec = get_spec(model)
     prof = get_profile(profile)
@@ -438,7 +439,18 @@ def accuracy(model: str, cls: type, profile: str | None = None, seed: int | None
     log(f"graded with profile {prof.name} on {device.type}: {spec.class_name} reached test "
         f"accuracy {acc:.3f} on {len(test[1]):,} test images after training on "
         f"{len(train[1]):,} images ({plan.describe()}, {seconds:.0f} s)")
-    if not acc >= plan.threshold:
+    return acc
+
+
+def accuracy(model: str, cls: type, profile: str | None = None, seed: int | None = None,
+             gate: bool = True) -> float:
+    """Train with the grader's own recipe for the profile; test accuracy must be high enough.
+
+    ``trained_accuracy`` (same arguments) against the profile's threshold.
+    """
+    spec = get_spec(model)
+    acc = trained_accuracy(spec.key, cls, profile, seed, gate)
+    if not acc >= grading_recipe(spec.key, get_profile(profile).name).threshold:
         fail(f"{spec.class_name} reached only {acc:.3f} test accuracy with the grader's "
              f"training recipe, too low for a working {spec.class_name}: check the ReLU after "
              f"every convolution and hidden linear layer, the strides and the pooling")
