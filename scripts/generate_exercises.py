@@ -29,16 +29,17 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+# The master-only tag and the run metadata are the assignment generator's (nbgrader) too.
+sys.path.insert(0, str(ROOT / "grader"))
+from course_preprocessors import MASTER_ONLY_TAG, RUN_METADATA  # noqa: E402
+
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 PATTERN = "exercise_*.ipynb"
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-MASTER_ONLY_TAG = "master-only"
 NBVAL_MARKERS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_CHECK_OUTPUT", "# NBVAL_SKIP")
-# Cell metadata that only describes one run of the master.
-RUN_METADATA = ("execution", "collapsed", "scrolled")
 
 
 class MarkupError(ValueError):
