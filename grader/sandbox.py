@@ -1,0 +1,263 @@
+"""Run untrusted commands (students' code) under bubblewrap, with resource limits.
+
+The sandbox sees the system folders read-only (``/usr``, which holds ``/usr/local``,
+``/etc`` and the ``/bin``-style links), a fresh ``/tmp``, ``/proc`` and a minimal ``/dev``,
+plus exactly the paths the caller lists: nothing of ``/root``, ``/home`` or ``/work``
+unless listed. It has no network unless asked for, and only the environment given.
+
+``CNN_GRADER_NO_SANDBOX=1`` runs the commands without bubblewrap (same limits,
+environment, folder and timeout) and warns once on stderr.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+NO_SANDBOX_ENV = "CNN_GRADER_NO_SANDBOX"
+BWRAP: str | None = shutil.which("bwrap")
+
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
+DEFAULT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
+OUTPUT_CHARS = 20_000
+_OUTPUT_BYTES = 4 * OUTPUT_CHARS  # an UTF-8 character takes at most 4 bytes
+_SIGNAL_HINTS = {
+    signal.SIGKILL: " (out of memory?)",
+    signal.SIGXCPU: " (CPU time limit)",
+    signal.SIGXFSZ: " (file size limit)",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of a sandboxed process; None leaves that resource unlimited."""
+
+    memory_bytes: int | None = 10 * 2**30  # RLIMIT_AS; `import torch` fails below about 8 GB
+    cpu_seconds: int | None = 600  # RLIMIT_CPU, summed over all threads
+    file_bytes: int | None = 64 * 2**20  # RLIMIT_FSIZE: the largest file it may write
+    wall_seconds: float = 300.0  # then the whole process group is killed
+    processes: int | None = None  # RLIMIT_NPROC, unreliable for root
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a sandboxed command ended.
+
+    ``returncode`` is None after the wall-clock limit, negative (-N) when signal N killed
+    the command (``signal`` then says N), else its exit status.
+    """
+
+    returncode: int | None
+    timed_out: bool
+    signal: int | None
+    output: str  # stdout and stderr together, the last OUTPUT_CHARS characters
+    seconds: float
+
+    def describe(self) -> str:
+        """One line in words: how the command ended."""
+        if self.timed_out:
+            return f"ran past its time limit and was stopped after {self.seconds:.0f} s"
+        if self.signal is not None:
+            name = signal.Signals(self.signal).name
+            return f"was killed by signal {name}{_SIGNAL_HINTS.get(self.signal, '')}"
+        if self.returncode:
+            return f"exited with status {self.returncode}"
+        return "finished"
+
+
+def sandbox_disabled() -> bool:
+    """Whether CNN_GRADER_NO_SANDBOX=1 asks to run without bubblewrap."""
+    return os.environ.get(NO_SANDBOX_ENV) == "1"
+
+
+@functools.cache
+def warn_unsandboxed() -> None:
+    """Say once on stderr that students' code runs without a sandbox."""
+    print(f"grading without a sandbox: {NO_SANDBOX_ENV}=1 is set, so students' code runs "
+          "with this user's rights, files and network", file=sys.stderr)
+
+
+def sandbox_problem() -> str | None:
+    """None when bubblewrap runs here, else what is wrong and what to do about it."""
+    return _probe(BWRAP)
+
+
+@functools.cache
+def _probe(bwrap: str | None) -> str | None:
+    fallback = (f"or set {NO_SANDBOX_ENV}=1 to grade without a sandbox (students' code then "
+                "runs with your rights)")
+    if bwrap is None:
+        return f"bubblewrap (bwrap) is not installed: `apt-get install bubblewrap`, {fallback}"
+    try:
+        subprocess.run(bwrap_command(["true"]), capture_output=True, text=True, check=True,
+                       timeout=30, env=DEFAULT_ENV)
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", None) or error
+        return (f"bubblewrap ({bwrap}) cannot run here: {str(detail).strip()}; it needs user "
+                f"namespaces (or root), {fallback}")
+    return None
+
+
+def sandbox_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """``env`` plus a default PATH, HOME=/tmp and LANG where it has none."""
+    return {**DEFAULT_ENV, **(env or {})}
+
+
+def bwrap_command(argv: list[str], *, read_only: Iterable[Path] = (),
+                  writable: Iterable[Path] = (), env: Mapping[str, str] | None = None,
+                  cwd: Path | None = None, network: bool = False) -> list[str]:
+    """The bwrap command line that runs ``argv`` in the sandbox.
+
+    ``read_only`` and ``writable`` paths (files or folders) appear at the same place, and
+    at their symlink-resolved place too; a Python venv among them brings its base
+    installation read-only. The command starts in ``cwd`` (default /tmp) with exactly
+    ``sandbox_env(env)``, and the PWD that bwrap adds.
+    """
+    if BWRAP is None:
+        raise RuntimeError(_probe(None))
+    share_net = ["--share-net"] if network else []
+    setenv = [arg for name, value in sandbox_env(env).items() for arg in ("--setenv", name, value)]
+    return [BWRAP, "--unshare-all", *share_net, "--die-with-parent", "--new-session",
+            *_system_args(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            *_bind_args(read_only, writable), "--clearenv", *setenv,
+            "--chdir", os.path.abspath(cwd or "/tmp"), "--", *argv]
+
+
+def _system_args() -> list[str]:
+    """Read-only system folders; those that are symlinks stay symlinks."""
+    args: list[str] = []
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def _bind_args(read_only: Iterable[Path], writable: Iterable[Path]) -> list[str]:
+    """Bind options, parents before children so that a nested bind wins."""
+    binds: dict[Path, tuple[str, Path]] = {}  # place in the sandbox -> (option, source)
+    for option, paths in (("--ro-bind", read_only), ("--bind", writable)):
+        for path in paths:
+            real = Path(path).resolve(strict=True)
+            binds[Path(os.path.abspath(path))] = binds[real] = (option, real)
+    for real in [source for _, source in binds.values()]:
+        base = _venv_base(real)
+        if base is not None:
+            binds.setdefault(base, ("--ro-bind", base))
+    ordered = sorted(binds.items(), key=lambda item: len(item[0].parts))
+    return [arg for place, (option, source) in ordered
+            for arg in (option, str(source), str(place))]
+
+
+def _venv_base(path: Path) -> Path | None:
+    """The Python installation a venv folder was made from (its pyvenv.cfg `home`'s parent)."""
+    config = path / "pyvenv.cfg"
+    if not config.is_file():
+        return None
+    for line in config.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            return Path(value.strip()).resolve().parent
+    return None
+
+
+def limit_setter(limits: Limits) -> Callable[[], None]:
+    """A ``preexec_fn`` that applies ``limits`` and forbids core dumps in the child."""
+    values = {
+        resource.RLIMIT_AS: limits.memory_bytes,
+        resource.RLIMIT_CPU: limits.cpu_seconds,
+        resource.RLIMIT_FSIZE: limits.file_bytes,
+        resource.RLIMIT_NPROC: limits.processes,
+        resource.RLIMIT_CORE: 0,
+    }
+
+    def apply() -> None:
+        for which, value in values.items():
+            if value is not None:
+                _, hard = resource.getrlimit(which)
+                value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+                resource.setrlimit(which, (value, value))
+
+    return apply
+
+
+def run_sandboxed(argv: list[str], *, read_only: Iterable[Path] = (),
+                  writable: Iterable[Path] = (), env: dict[str, str] | None = None,
+                  cwd: Path | None = None, limits: Limits = Limits(),
+                  network: bool = False) -> Outcome:
+    """Run ``argv`` in the sandbox under ``limits``; see ``bwrap_command`` for what it sees.
+
+    Raises RuntimeError (saying what to install) when bubblewrap cannot run, unless
+    CNN_GRADER_NO_SANDBOX=1 asks to run ``argv`` directly, and FileNotFoundError when a
+    listed path does not exist.
+    """
+    if sandbox_disabled():
+        warn_unsandboxed()
+        return _run(list(argv), env=sandbox_env(env), cwd=cwd, limits=limits, sandboxed=False)
+    problem = sandbox_problem()
+    if problem is not None:
+        raise RuntimeError(problem)
+    command = bwrap_command(argv, read_only=read_only, writable=writable, env=env, cwd=cwd,
+                            network=network)
+    return _run(command, env=sandbox_env(env), cwd=None, limits=limits, sandboxed=True)
+
+
+def _run(command: list[str], *, env: dict[str, str], cwd: Path | None, limits: Limits,
+         sandboxed: bool) -> Outcome:
+    """Run ``command`` in a new session; kill its process group at the end or the deadline."""
+    start = time.monotonic()
+    deadline = start + limits.wall_seconds
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True,
+                          preexec_fn=limit_setter(limits)) as process:
+        tail, timed_out = _read_tail(process, deadline)
+        if not timed_out:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+        _kill_group(process.pid)  # leftovers too (a bwrap sandbox dies with bwrap)
+        process.wait()
+    output = tail.decode(errors="replace")[-OUTPUT_CHARS:]
+    seconds = time.monotonic() - start
+    if timed_out:
+        return Outcome(None, True, None, output, seconds)
+    returncode = process.returncode
+    if sandboxed and 128 < returncode < 128 + signal.NSIG:  # bwrap reports signal N as 128+N
+        returncode = 128 - returncode
+    signum = -returncode if returncode < 0 else None
+    return Outcome(returncode, False, signum, output, seconds)
+
+
+def _read_tail(process: subprocess.Popen, deadline: float) -> tuple[bytes, bool]:
+    """The last bytes of the output until end of file, and whether the deadline came first."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    tail = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return bytes(tail), True
+        if select.select([fd], [], [], remaining)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return bytes(tail), False
+            tail += chunk
+            del tail[:-_OUTPUT_BYTES]
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
