@@ -8,18 +8,27 @@ case passed. A blank that still raises ``NotImplementedError`` (or any other exc
 is reported as a ``FAIL`` line instead of a traceback, so running a self-check before the
 exercise is done never stops the notebook.
 
+Exercises 1 and 3 ask for a convolution and for pooling written from scratch: while their
+checks run the student's function (and only then: the references are computed before),
+the PyTorch functions that would do the work are replaced by stubs that raise
+:class:`ForbiddenFunctionError` with a message naming the exercise's rule (see
+:func:`switched_off`, :data:`CONV_RULE`, :data:`POOL_RULE`).
+
 Printed lines are stable from run to run (no timings, relative errors shown against
 their bound) so that nbval can compare them exactly.
 """
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .layers import count_parameters, relative_error, trace
 from .models import NaiveConvNet
@@ -67,6 +76,14 @@ BAD_SIZE_CASES: tuple[tuple[int, int, int, int, int], ...] = (
     (7, 3, 3, 0, 1), (8, 3, 2, 0, 1), (3, 5, 1, 0, 1), (5, 3, 1, 0, 3), (28, 3, 2, 0, 1),
 )
 
+# (filter size, dilation) for the "same padding" check on a SAME_SIZE x SAME_SIZE input:
+# odd spans d(f-1)+1 have one, even spans have none.
+SAME_PADDING_CASES: tuple[tuple[int, int], ...] = (
+    (1, 1), (3, 1), (5, 1), (7, 1), (11, 1), (3, 2), (4, 2), (3, 3),
+    (2, 1), (4, 1), (6, 1), (2, 3),
+)
+SAME_SIZE = 32
+
 # (input shape, kernel size, stride or None = kernel size)
 POOL_CASES: tuple[tuple[tuple[int, ...], int, int | None], ...] = (
     ((1, 1, 4, 4), 2, 2),
@@ -78,6 +95,101 @@ POOL_CASES: tuple[tuple[tuple[int, ...], int, int | None], ...] = (
 )
 
 
+class ForbiddenFunctionError(RuntimeError):
+    """Raised by a PyTorch function that an exercise's rule switches off during its self-check."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What an exercise asks students to compute themselves.
+
+    ``forbidden`` holds dotted paths from ``torch``, ``F`` (``torch.nn.functional``) or
+    ``nn``; a path ending in ``.forward`` switches a module class off.
+    """
+
+    task: str
+    hint: str
+    forbidden: tuple[str, ...]
+
+
+_WINDOWS = ("F.unfold", "torch.Tensor.unfold", "torch.as_strided", "torch.Tensor.as_strided")
+_CONVOLUTIONS = ("F.conv2d", "torch.conv2d", "nn.Conv2d.forward", "F.conv1d", "torch.conv1d",
+                 "F.conv3d", "torch.conv3d", "torch.convolution", "F.conv_transpose2d",
+                 "torch.conv_transpose2d")
+_POOLINGS = ("F.max_pool2d", "torch.max_pool2d", "nn.MaxPool2d.forward",
+             "F.max_pool2d_with_indices", "F.max_pool1d", "torch.max_pool1d", "F.max_pool3d",
+             "torch.max_pool3d", "F.adaptive_max_pool1d", "torch.adaptive_max_pool1d",
+             "F.adaptive_max_pool2d", "F.adaptive_max_pool3d",
+             "F.avg_pool2d", "nn.AvgPool2d.forward", "F.avg_pool1d", "torch.avg_pool1d",
+             "F.avg_pool3d", "F.adaptive_avg_pool1d", "torch.adaptive_avg_pool1d",
+             "F.adaptive_avg_pool2d", "F.adaptive_avg_pool3d")
+
+CONV_RULE = Rule("exercise 1 asks you to compute the convolution yourself",
+                 "use indexing, slicing, products and sums", _CONVOLUTIONS + _WINDOWS)
+# Average pooling is a convolution with a constant filter, so convolutions are off too.
+POOL_RULE = Rule("exercise 3 asks you to compute the pooling yourself",
+                 "cut each window out by slicing, then take its max or mean",
+                 _POOLINGS + _CONVOLUTIONS + _WINDOWS)
+
+_ROOTS = {"torch": torch, "F": F, "nn": nn}
+_MISSING = object()
+
+
+def _owner(path: str) -> tuple[object, str]:
+    """The object that holds the last attribute of ``path``, and that attribute's name."""
+    root, *middle, attribute = path.split(".")
+    return functools.reduce(getattr, middle, _ROOTS[root]), attribute
+
+
+def _stub(rule: Rule, path: str) -> Callable[..., None]:
+    shown = path.removesuffix(".forward")
+
+    def switched_off(*args: object, **kwargs: object) -> None:
+        raise ForbiddenFunctionError(
+            f"{rule.task}: {shown} is switched off while the self-check runs ({rule.hint})")
+
+    return switched_off
+
+
+class _Refuse(TorchFunctionMode):
+    """Calls the stub instead of any of ``stubs``' originals that reaches PyTorch's dispatch."""
+
+    def __init__(self, stubs: dict[object, Callable[..., None]]) -> None:
+        super().__init__()
+        self.stubs = stubs
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return self.stubs.get(func, func)(*args, **(kwargs or {}))
+
+
+@contextmanager
+def switched_off(rule: Rule) -> Iterator[None]:
+    """Replace every function that ``rule`` forbids by a stub that raises; restore them on exit.
+
+    Functions are replaced where they live (module attributes, ``torch.Tensor`` methods,
+    module classes' ``forward``), so a call through any of these names fails, also from
+    inside PyTorch (``nn.Conv2d`` calling ``F.conv2d``). A torch function mode catches the
+    originals called under another name (``max_pool2d = F.max_pool2d`` before the check).
+    """
+    saved: list[tuple[object, str, object]] = []
+    stubs: dict[object, Callable[..., None]] = {}
+    try:
+        for path in rule.forbidden:
+            owner, attribute = _owner(path)
+            saved.append((owner, attribute, vars(owner).get(attribute, _MISSING)))
+            stub = _stub(rule, path)
+            stubs.setdefault(getattr(owner, attribute), stub)
+            setattr(owner, attribute, stub)
+        with _Refuse(stubs):
+            yield
+    finally:
+        for owner, attribute, original in reversed(saved):
+            if original is _MISSING:  # inherited, e.g. torch.Tensor.unfold from TensorBase
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, original)
+
+
 def _status(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -87,6 +199,8 @@ def _shape(t: torch.Size | Sequence[int]) -> str:
 
 
 def _explain(err: BaseException, what: str) -> str:
+    if isinstance(err, ForbiddenFunctionError):
+        return str(err)
     if isinstance(err, NotImplementedError):
         return (f"{what} is not implemented yet (it raised NotImplementedError): "
                 "replace `raise NotImplementedError()` with your code, run that cell, "
@@ -108,7 +222,8 @@ def check_conv2d(conv2d: Callable[..., torch.Tensor], seed: int = 0) -> bool:
     """Compare ``conv2d(x, weight, bias, stride=, padding=)`` with ``F.conv2d``.
 
     Each case uses random float64 inputs and passes when the output shape matches and the
-    relative error (max |a - b| / max(|a| + |b|)) is below ``TOLERANCE``.
+    relative error (max |a - b| / max(|a| + |b|)) is below ``TOLERANCE``. ``CONV_RULE``'s
+    functions are switched off while ``conv2d`` runs.
     """
     gen = _seeded(seed)
     passed = 0
@@ -121,7 +236,7 @@ def check_conv2d(conv2d: Callable[..., torch.Tensor], seed: int = 0) -> bool:
                  f"stride {case.stride}, padding {case.padding}")
         verdict = _compare(label, lambda: conv2d(x.clone(), w.clone(), b.clone(),
                                                  stride=case.stride, padding=case.padding),
-                           expected, "conv2d")
+                           expected, "conv2d", CONV_RULE)
         if verdict is None:
             return _summary("conv2d", passed, len(CONV_CASES))
         passed += verdict
@@ -135,17 +250,19 @@ def _relative_error(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _compare(
-    label: str, compute: Callable[[], object], expected: torch.Tensor, name: str,
+    label: str, compute: Callable[[], object], expected: torch.Tensor, name: str, rule: Rule,
 ) -> bool | None:
-    """Run one case of the student's ``name`` and print its verdict against ``expected``.
+    """Run one case of the student's ``name`` under ``rule`` and print its verdict.
 
-    True or False for pass or fail; None when the function is not implemented yet.
+    True or False for pass or fail; None (no more cases) when the function is not
+    implemented yet or calls a function that ``rule`` switches off.
     """
     try:
-        actual = compute()
+        with switched_off(rule):
+            actual = compute()
     except Exception as err:  # the student's code: report, never crash
         print(f"FAIL {label}: {_explain(err, name)}")
-        return None if isinstance(err, NotImplementedError) else False
+        return None if isinstance(err, (NotImplementedError, ForbiddenFunctionError)) else False
     if not isinstance(actual, torch.Tensor):
         print(f"FAIL {label}: expected a torch.Tensor, got {type(actual).__name__}")
         return False
@@ -183,11 +300,10 @@ def check_output_size(conv_output_size: Callable[..., int]) -> bool:
             if isinstance(err, NotImplementedError):
                 return _summary("conv_output_size", passed, total)
             continue
-        ok = isinstance(actual, int) and not isinstance(actual, bool) and actual == expected
+        ok = _is_int(actual) and actual == expected
         passed += ok
-        extra = "" if ok or actual != expected else f" (a {type(actual).__name__}, not an int)"
         print(f"{_status(ok)} {label}: expected {expected} (from nn.Conv2d), "
-              f"got {actual!r}{extra}")
+              f"got {actual!r}{_not_an_int(actual, expected)}")
     for n, f, s, p, d in BAD_SIZE_CASES:
         label = f"n={n}, f={f}, stride={s}, padding={p}, dilation={d}"
         try:
@@ -203,6 +319,60 @@ def check_output_size(conv_output_size: Callable[..., int]) -> bool:
     return _summary("conv_output_size matches nn.Conv2d", passed, total)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _not_an_int(actual: object, expected: object) -> str:
+    """A note for an answer that equals ``expected`` but is not an ``int``."""
+    if _is_int(actual) or actual != expected:
+        return ""
+    return f" (a {type(actual).__name__}, not an int)"
+
+
+def _keeping_padding(f: int, dilation: int) -> int | None:
+    """The padding with which a stride-1 ``nn.Conv2d`` keeps a SAME_SIZE-pixel side, or None."""
+    x = torch.zeros(1, 1, SAME_SIZE, SAME_SIZE)
+    for padding in range(dilation * (f - 1) + 1):
+        conv = nn.Conv2d(1, 1, f, padding=padding, dilation=dilation, bias=False)
+        with torch.no_grad():
+            if conv(x).shape[-1] == SAME_SIZE:
+                return padding
+    return None
+
+
+def check_same_padding(same_padding: Callable[..., int]) -> bool:
+    """Compare ``same_padding(f, dilation)`` with the padding that keeps the size in ``nn.Conv2d``.
+
+    For each case the reference tries every padding on a stride-1 ``nn.Conv2d`` over a
+    ``SAME_SIZE x SAME_SIZE`` input: the answer must be the ``int`` padding that keeps that
+    size, or, where none does, the function must raise ``ValueError``.
+    """
+    passed = 0
+    total = len(SAME_PADDING_CASES)
+    size = f"{SAME_SIZE}x{SAME_SIZE}"
+    for f, d in SAME_PADDING_CASES:
+        expected = _keeping_padding(f, d)
+        label = f"f={f}, dilation={d}"
+        want = (f"{expected} (nn.Conv2d keeps {size} with it)" if expected is not None
+                else f"ValueError (no padding makes nn.Conv2d keep {size})")
+        try:
+            actual = same_padding(f, dilation=d)
+        except Exception as err:
+            ok = expected is None and isinstance(err, ValueError)
+            passed += ok
+            got = "got ValueError" if ok else _explain(err, "same_padding")
+            print(f"{_status(ok)} {label}: expected {want}, {got}")
+            if isinstance(err, NotImplementedError):
+                return _summary("same_padding", passed, total)
+            continue
+        ok = expected is not None and _is_int(actual) and actual == expected
+        passed += ok
+        print(f"{_status(ok)} {label}: expected {want}, got {actual!r}"
+              f"{_not_an_int(actual, expected)}")
+    return _summary("same_padding matches nn.Conv2d", passed, total)
+
+
 def _check_pool(
     pool: Callable[..., torch.Tensor], reference: type[nn.Module], name: str, seed: int,
 ) -> bool:
@@ -212,7 +382,7 @@ def _check_pool(
         x = torch.randn(shape, generator=gen, dtype=torch.float64)
         expected = reference(k, s)(x)
         label = f"case {i}: x {_shape(shape)}, kernel {k}, stride {s}"
-        verdict = _compare(label, lambda: pool(x.clone(), k, s), expected, name)
+        verdict = _compare(label, lambda: pool(x.clone(), k, s), expected, name, POOL_RULE)
         if verdict is None:
             return _summary(name, passed, len(POOL_CASES))
         passed += verdict
@@ -220,12 +390,12 @@ def _check_pool(
 
 
 def check_max_pool2d(max_pool2d: Callable[..., torch.Tensor], seed: int = 1) -> bool:
-    """Compare ``max_pool2d(x, kernel_size, stride)`` with ``nn.MaxPool2d``."""
+    """Compare ``max_pool2d(x, kernel_size, stride)`` with ``nn.MaxPool2d`` under ``POOL_RULE``."""
     return _check_pool(max_pool2d, nn.MaxPool2d, "max_pool2d", seed)
 
 
 def check_avg_pool2d(avg_pool2d: Callable[..., torch.Tensor], seed: int = 2) -> bool:
-    """Compare ``avg_pool2d(x, kernel_size, stride)`` with ``nn.AvgPool2d``."""
+    """Compare ``avg_pool2d(x, kernel_size, stride)`` with ``nn.AvgPool2d`` under ``POOL_RULE``."""
     return _check_pool(avg_pool2d, nn.AvgPool2d, "avg_pool2d", seed)
 
 

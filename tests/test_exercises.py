@@ -2,17 +2,21 @@
 
 Every self-check in ``cnn_course.selfcheck`` is run against a correct implementation
 (written here independently of the masters) and against deliberately wrong ones; a
-check must return ``False`` and print ``FAIL`` for each wrong one. The student notebooks
-must be exactly what ``scripts/generate_exercises.py`` makes of the masters.
+check must return ``False`` and print ``FAIL`` for each wrong one. Exercises 1 and 3 have
+a rule (no PyTorch convolution or pooling): solutions that break it must fail with the
+rule's message, and the masters' own solutions must pass. The student notebooks must be
+exactly what ``scripts/generate_exercises.py`` makes of the masters.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -57,18 +61,36 @@ def not_implemented(*args, **kwargs):
     raise NotImplementedError()
 
 
+def notebook_functions(notebook: Path, *names: str) -> list:
+    """The functions ``names`` as defined by the code cells of ``notebook`` that define them."""
+    namespace = {"torch": torch, "F": F, "nn": nn}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code" and any(f"def {name}(" in cell.source for name in names):
+            exec(cell.source, namespace)
+    return [namespace[name] for name in names]
+
+
+def windows(x, kh, kw, stride):
+    """Every kh x kw window of x [N, C, H, W] by advanced indexing: [N, C, H', W', kh, kw]."""
+    _, _, h, w = x.shape
+    rows = (torch.arange((h - kh) // stride + 1) * stride)[:, None] + torch.arange(kh)
+    cols = (torch.arange((w - kw) // stride + 1) * stride)[:, None] + torch.arange(kw)
+    return x[:, :, rows[:, None, :, None], cols[None, :, None, :]]
+
+
+def assert_rule_broken(result: bool, out: str, task: str, function: str) -> None:
+    """A check stopped at the first case with the rule's message naming ``function``."""
+    assert_fail(result, out)
+    assert f"{task}: {function} is switched off while the self-check runs (" in out, out
+    assert len(out.splitlines()) == 2, out  # one explanation, one summary
+
+
 # --------------------------------------------------------------------------- conv2d
 def conv_good(x, w, b=None, stride=1, padding=0):
-    """Convolution through unfold + matrix product (independent of the master's loops)."""
-    n, _, h, wd = x.shape
-    f, _, hh, ww = w.shape
-    cols = F.unfold(x, (hh, ww), padding=padding, stride=stride)  # [N, C*hh*ww, L]
-    out = w.reshape(f, -1) @ cols
-    if b is not None:
-        out = out + b.view(1, f, 1)
-    h_out = (h + 2 * padding - hh) // stride + 1
-    w_out = (wd + 2 * padding - ww) // stride + 1
-    return out.reshape(n, f, h_out, w_out)
+    """Convolution by gathering the windows and one einsum (independent of the master's loops)."""
+    patches = windows(F.pad(x, (padding,) * 4), w.shape[2], w.shape[3], stride)
+    out = torch.einsum("ncijpq,fcpq->nfij", patches, w)
+    return out if b is None else out + b.view(1, -1, 1, 1)
 
 
 def conv_flipped(x, w, b=None, stride=1, padding=0):
@@ -107,6 +129,68 @@ def test_conv2d_check_passes_a_correct_convolution(capsys):
                                    conv_ignores_stride, conv_without_bias])
 def test_conv2d_check_fails_a_wrong_convolution(wrong, capsys):
     assert_fail(*run_check(selfcheck.check_conv2d, wrong, capsys))
+
+
+CONV_TASK = "exercise 1 asks you to compute the convolution yourself"
+
+
+def conv_by_unfold(x, w, b=None, stride=1, padding=0):
+    """Unfold + matrix product: right, but unfold does the work."""
+    n, _, h, wd = x.shape
+    f, _, hh, ww = w.shape
+    out = w.reshape(f, -1) @ F.unfold(x, (hh, ww), padding=padding, stride=stride)
+    h_out = (h + 2 * padding - hh) // stride + 1
+    return (out + b.view(1, f, 1)).reshape(n, f, h_out, -1)
+
+
+def conv_by_tensor_unfold(x, w, b=None, stride=1, padding=0):
+    xp = F.pad(x, (padding,) * 4)
+    patches = xp.unfold(2, w.shape[2], stride).unfold(3, w.shape[3], stride)
+    return torch.einsum("ncijpq,fcpq->nfij", patches, w) + b.view(1, -1, 1, 1)
+
+
+def conv_by_module(x, w, b=None, stride=1, padding=0):
+    conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], stride, padding, dtype=x.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(w)
+        conv.bias.copy_(b)
+        return conv(x)
+
+
+@pytest.mark.parametrize("forbidden, function", [
+    (lambda x, w, b=None, stride=1, padding=0: F.conv2d(x, w, b, stride, padding), "F.conv2d"),
+    (lambda x, w, b=None, stride=1, padding=0: torch.conv2d(x, w, b, stride, padding),
+     "torch.conv2d"),
+    (conv_by_module, "nn.Conv2d"),
+    (conv_by_unfold, "F.unfold"),
+    (conv_by_tensor_unfold, "torch.Tensor.unfold"),
+])
+def test_conv2d_check_fails_a_convolution_by_pytorch(forbidden, function, capsys):
+    assert_rule_broken(*run_check(selfcheck.check_conv2d, forbidden, capsys), CONV_TASK, function)
+
+
+def test_conv2d_check_passes_the_masters_loops(capsys):
+    conv2d, = notebook_functions(SOLUTIONS / "exercise_01_conv2d.ipynb", "conv2d")
+    assert_pass(*run_check(selfcheck.check_conv2d, conv2d, capsys))
+
+
+def _resolve(path: str) -> object:
+    root, *rest = path.split(".")
+    return functools.reduce(getattr, rest, {"torch": torch, "F": F, "nn": nn}[root])
+
+
+@pytest.mark.parametrize("rule", [selfcheck.CONV_RULE, selfcheck.POOL_RULE],
+                         ids=["exercise 1", "exercise 3"])
+def test_rules_switch_functions_off_and_restore_them(rule):
+    before = {path: _resolve(path) for path in rule.forbidden}
+    with pytest.raises(KeyError), selfcheck.switched_off(rule):
+        for path in rule.forbidden:
+            with pytest.raises(selfcheck.ForbiddenFunctionError, match=re.escape(rule.task)):
+                _resolve(path)(torch.zeros(1, 1, 4, 4))
+        raise KeyError("the body fails")
+    assert {path: _resolve(path) for path in rule.forbidden} == before
+    assert "unfold" not in vars(torch.Tensor) and "as_strided" not in vars(torch.Tensor)
+    assert torch.arange(4.0).unfold(0, 2, 2).tolist() == [[0.0, 1.0], [2.0, 3.0]]
 
 
 def test_conv2d_check_reports_expected_and_actual(capsys):
@@ -168,6 +252,52 @@ def test_output_size_check_reports_expected_and_actual(capsys):
     assert "FAIL n=7, f=3, stride=3, padding=0, dilation=1: expected ValueError" in out
 
 
+def padding_good(f, dilation=1):
+    span = dilation * (f - 1) + 1
+    if span % 2 == 0:
+        raise ValueError("no padding keeps the size")
+    return span // 2
+
+
+def padding_ignores_dilation(f, dilation=1):
+    return padding_good(f)
+
+
+def padding_rounds_even_filters(f, dilation=1):
+    return dilation * (f - 1) // 2
+
+
+def padding_returns_float(f, dilation=1):
+    return (dilation * (f - 1)) / 2 if f % 2 else padding_good(f, dilation)
+
+
+def padding_always_raises(f, dilation=1):
+    raise ValueError("stride 1 never keeps the size")
+
+
+def test_same_padding_check_passes_a_correct_function(capsys):
+    assert_pass(*run_check(selfcheck.check_same_padding, padding_good, capsys))
+    same_padding, = notebook_functions(SOLUTIONS / "exercise_02_output_size.ipynb",
+                                       "same_padding")
+    assert_pass(*run_check(selfcheck.check_same_padding, same_padding, capsys))
+
+
+@pytest.mark.parametrize("wrong", [padding_ignores_dilation, padding_rounds_even_filters,
+                                   padding_returns_float, padding_always_raises])
+def test_same_padding_check_fails_a_wrong_function(wrong, capsys):
+    assert_fail(*run_check(selfcheck.check_same_padding, wrong, capsys))
+
+
+def test_same_padding_check_reports_expected_and_actual(capsys):
+    _, out = run_check(selfcheck.check_same_padding, padding_rounds_even_filters, capsys)
+    assert ("FAIL f=4, dilation=1: expected ValueError (no padding makes nn.Conv2d keep 32x32), "
+            "got 1") in out
+    _, out = run_check(selfcheck.check_same_padding, padding_ignores_dilation, capsys)
+    assert "FAIL f=3, dilation=2: expected 2 (nn.Conv2d keeps 32x32 with it), got 1" in out
+    _, out = run_check(selfcheck.check_same_padding, padding_returns_float, capsys)
+    assert "expected 1 (nn.Conv2d keeps 32x32 with it), got 1.0 (a float, not an int)" in out
+
+
 def test_naive_convnet_sizes_check(capsys):
     assert_pass(*run_check(selfcheck.check_naive_convnet_sizes, [28, 28, 14, 14, 7, 7, 1], capsys))
     assert_fail(*run_check(selfcheck.check_naive_convnet_sizes, [28, 28, 14, 14, 7, 7, 0], capsys))
@@ -176,21 +306,12 @@ def test_naive_convnet_sizes_check(capsys):
 
 
 # -------------------------------------------------------------------- pooling
-def _windows(x, k, stride):
-    stride = k if stride is None else stride
-    n, c, h, w = x.shape
-    cols = F.unfold(x.reshape(n * c, 1, h, w), k, stride=stride)  # [N*C, k*k, L]
-    return cols, (n, c, (h - k) // stride + 1, (w - k) // stride + 1)
-
-
 def max_good(x, k, stride=None):
-    cols, shape = _windows(x, k, stride)
-    return cols.amax(1).reshape(shape)
+    return windows(x, k, k, k if stride is None else stride).amax(dim=(-2, -1))
 
 
 def avg_good(x, k, stride=None):
-    cols, shape = _windows(x, k, stride)
-    return cols.mean(1).reshape(shape)
+    return windows(x, k, k, k if stride is None else stride).mean(dim=(-2, -1))
 
 
 def max_stride_one(x, k, stride=None):
@@ -235,6 +356,61 @@ def test_max_pool_check_fails_wrong_pooling(wrong, capsys):
 @pytest.mark.parametrize("wrong", [avg_wrong_stride, avg_is_max, avg_sum])
 def test_avg_pool_check_fails_wrong_pooling(wrong, capsys):
     assert_fail(*run_check(selfcheck.check_avg_pool2d, wrong, capsys))
+
+
+POOL_TASK = "exercise 3 asks you to compute the pooling yourself"
+
+
+def lecture_pool2d():
+    """Lecture 3's pooling, copied from the notebook: it cuts the windows with unfold."""
+    pool2d, = notebook_functions(ROOT / "lectures" / "03_pooling.ipynb", "pool2d")
+    return pool2d
+
+
+def avg_by_conv(x, k, stride=None):
+    c = x.shape[1]
+    return F.conv2d(x, x.new_full((c, 1, k, k), 1 / k**2), stride=stride or k, groups=c)
+
+
+def max_by_adaptive_pool(x, k, stride=None):
+    return F.adaptive_max_pool2d(x, ((x.shape[2] - k) // (stride or k) + 1,) * 2)
+
+
+@pytest.mark.parametrize("forbidden, function", [
+    (F.max_pool2d, "F.max_pool2d"),
+    (torch.max_pool2d, "torch.max_pool2d"),
+    (lambda x, k, stride=None: nn.MaxPool2d(k, stride)(x), "nn.MaxPool2d"),
+    (max_by_adaptive_pool, "F.adaptive_max_pool2d"),
+    (lambda x, k, stride=None: lecture_pool2d()(x, k, stride, "max"), "torch.Tensor.unfold"),
+])
+def test_max_pool_check_fails_a_pooling_by_pytorch(forbidden, function, capsys):
+    result, out = run_check(selfcheck.check_max_pool2d, forbidden, capsys)
+    assert_rule_broken(result, out, POOL_TASK, function)
+
+
+@pytest.mark.parametrize("forbidden, function", [
+    (F.avg_pool2d, "F.avg_pool2d"),
+    (lambda x, k, stride=None: nn.AvgPool2d(k, stride)(x), "nn.AvgPool2d"),
+    (avg_by_conv, "F.conv2d"),
+    (lambda x, k, stride=None: lecture_pool2d()(x, k, stride, "avg"), "torch.Tensor.unfold"),
+])
+def test_avg_pool_check_fails_a_pooling_by_pytorch(forbidden, function, capsys):
+    result, out = run_check(selfcheck.check_avg_pool2d, forbidden, capsys)
+    assert_rule_broken(result, out, POOL_TASK, function)
+
+
+def test_lecture_pooling_is_right_outside_the_check():
+    """So that the tests above fail for the rule, not for a wrong copy of the lecture."""
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    assert torch.equal(lecture_pool2d()(x, 3, 2, "max"), F.max_pool2d(x, 3, 2))
+    assert torch.allclose(lecture_pool2d()(x, 3, 2, "avg"), F.avg_pool2d(x, 3, 2))
+
+
+def test_pool_checks_pass_the_masters_loops(capsys):
+    max_pool2d, avg_pool2d = notebook_functions(SOLUTIONS / "exercise_03_pooling.ipynb",
+                                                "max_pool2d", "avg_pool2d")
+    assert_pass(*run_check(selfcheck.check_max_pool2d, max_pool2d, capsys))
+    assert_pass(*run_check(selfcheck.check_avg_pool2d, avg_pool2d, capsys))
 
 
 # ----------------------------------------------------------------- naive net
@@ -316,7 +492,8 @@ def test_training_check_uses_the_profile_thresholds(capsys):
 
 # ------------------------------------------- unfinished exercises fail politely
 @pytest.mark.parametrize("check", [selfcheck.check_conv2d, selfcheck.check_output_size,
-                                   selfcheck.check_max_pool2d, selfcheck.check_avg_pool2d])
+                                   selfcheck.check_same_padding, selfcheck.check_max_pool2d,
+                                   selfcheck.check_avg_pool2d])
 def test_checks_report_not_implemented_without_raising(check, capsys):
     result, out = run_check(check, not_implemented, capsys)
     assert_fail(result, out)
