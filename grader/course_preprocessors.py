@@ -15,10 +15,23 @@ hidden test code and tracebacks that quote it. ``HideHiddenTests`` removes the h
 regions from the cells; ``ShortenErrors`` replaces each traceback with the error's
 one-line message (the check's own words to the student).
 """
+from concurrent.futures import ThreadPoolExecutor
+from copy import deepcopy
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import from_dict
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, OverwriteCells
+from traitlets import Float, Unicode
+
+from cnn_course import get_profile
+from describe import describe_submission
+from hidden_checks.runner import GraderError, Submission, run_checks
+from sandbox import Limits
+from sandboxed_kernel import SandboxedKernelManager
 
 MASTER_ONLY_TAG = "master-only"
+DESCRIPTION = "cnn_course_description"  # resources key: (future of the description, profile)
 
 
 class DropMasterOnlyCells(NbGraderPreprocessor):
@@ -68,7 +81,15 @@ class ShortenErrors(NbGraderPreprocessor):
 
 
 class RestoreDeletedTests(OverwriteCells):
-    """OverwriteCells whose ``add_missing_cells`` tolerates locked cells between tests."""
+    """OverwriteCells whose ``add_missing_cells`` tolerates locked cells between tests
+    and duplicated cells (DeduplicateIds leaves them an empty ``nbgrader`` dict, on which
+    nbgrader's own re-insertion of task cells raises KeyError)."""
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:
+            if cell.get("metadata", {}).get("nbgrader", None) == {}:
+                del cell.metadata["nbgrader"]
+        return super().preprocess(nb, resources)
 
     def add_missing_grade_cells(self, nb, resources):
         master = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
@@ -87,4 +108,93 @@ class RestoreDeletedTests(OverwriteCells):
             restored = self.missing_cell_transform(sources[grade_cell.name], grade_cell.max_score,
                                                    is_solution=grade_cell.name in solutions)
             nb.cells.insert(after + 1, from_dict(restored))
+        return nb, resources
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's Execute with the kernel in the sandbox, surviving a kernel that dies.
+
+    The kernel only shows students their own outputs: grades come from
+    ``GradeOutsideKernel``. When the kernel dies (``os._exit``, a crash, memory), the
+    cell says so, the remaining cells are marked as not run, and grading goes on.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._dead = False
+        try:
+            return super().preprocess(nb, resources, km)
+        except (DeadKernelError, CellTimeoutError):  # again, while stopping the kernel
+            return nb, resources
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        if self._dead:
+            cell.outputs = [new_output("stream", name="stdout",
+                                       text="(not run: the kernel stopped in an earlier cell)\n")]
+            return cell, resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except (DeadKernelError, CellTimeoutError) as error:
+            self._dead = True
+            why = ("the kernel died while running this cell" if isinstance(error, DeadKernelError)
+                   else "this cell ran past its time limit and did not stop when interrupted")
+            cell.outputs.append(new_output("error", ename="KernelStopped", evalue=why,
+                                           traceback=[f"KernelStopped: {why}"]))
+            return cell, resources
+
+
+class StartDescribing(NbGraderPreprocessor):
+    """Start describing the submission's networks in the sandbox, alongside the kernel.
+
+    The notebook's code runs once more in a sandboxed process that writes a plain-data
+    description of each network (grader/describe.py); it runs in a background thread
+    while the kernel executes the notebook, and ``GradeOutsideKernel`` waits for it.
+    """
+
+    profile = Unicode("", help="grading profile (empty: CNN_COURSE_PROFILE or the default)"
+                      ).tag(config=True)
+    describe_seconds = Float(300.0, help="wall-clock limit of one sandboxed run").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        profile = get_profile(self.profile or None).name
+        limits = Limits(wall_seconds=self.describe_seconds,
+                        cpu_seconds=int(self.describe_seconds) * 2)
+        pool = ThreadPoolExecutor(max_workers=1)
+        resources[DESCRIPTION] = (pool.submit(describe_submission, deepcopy(nb.cells), profile,
+                                              limits), profile)
+        pool.shutdown(wait=False)
+        return nb, resources
+
+
+class GradeOutsideKernel(NbGraderPreprocessor):
+    """Score every test cell from the hidden checks, run outside the student's kernel.
+
+    The hidden pytest checks run here, on networks rebuilt from the descriptions that
+    ``StartDescribing`` asked for. Each test cell's outputs are replaced by its check's
+    result (one line on success, the message as an error on failure), which nbgrader's
+    GetGrades then scores. So nothing the notebook printed, warned or changed in its
+    kernel affects a grade.
+    """
+
+    def preprocess(self, nb, resources):
+        future, profile = resources.pop(DESCRIPTION)
+        results = run_checks(Submission(future.result(), profile))
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            result = results.get(meta.get("grade_id"))
+            if result is None:
+                raise GraderError(f"no hidden check scores the test cell {meta.get('grade_id')!r}")
+            if result.passed:
+                cell.outputs = [new_output("stream", name="stdout", text=result.message + "\n")]
+            else:
+                cell.outputs = [new_output("error", ename="AssertionError",
+                                           evalue=result.message,
+                                           traceback=[f"AssertionError: {result.message}"])]
         return nb, resources

@@ -24,7 +24,10 @@ GRADER = ROOT / "grader"
 ASSIGNMENT = "assignment_cnn"
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 STUDENT_COPY = ROOT / "assignments" / NOTEBOOK
-COURSE_FILES = ("nbgrader_config.py", "course_preprocessors.py")
+COURSE_FILES = ("nbgrader_config.py", "course_preprocessors.py", "describe.py",
+                "describe_child.py", "preflight.py", "sandbox.py", "sandboxed_kernel.py",
+                "unreadable.py")
+COURSE_PACKAGES = ("hidden_checks", "netgraph")
 
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
@@ -40,8 +43,9 @@ def make_course(target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in COURSE_FILES:
         shutil.copy(GRADER / name, target / name)
-    shutil.copytree(GRADER / "hidden_checks", target / "hidden_checks",
-                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    for package in COURSE_PACKAGES:
+        shutil.copytree(GRADER / package, target / package,
+                        ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     source = target / "source" / ASSIGNMENT
     source.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "solutions" / NOTEBOOK, source / NOTEBOOK)

@@ -16,7 +16,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from generate_assignment import ASSIGNMENT, NOTEBOOK, generate, make_course, nbgrader  # noqa: E402
 
 MASTER = ROOT / "solutions" / NOTEBOOK
-LOOP_TIMEOUT = 20  # seconds a non-test cell may run in this test's course
+CELL_TIMEOUT = 10  # seconds a cell may run in this test's kernel
+DESCRIBE_SECONDS = 30  # seconds the sandbox may take to describe a submission here
 
 
 def meta(cell) -> dict:
@@ -50,6 +51,106 @@ def expected(zero: set[str]) -> dict[str, float]:
     return {g: (0.0 if g in zero else p) for g, p in POINTS.items()}
 
 
+HOSTILE = """
+import builtins, sys, torch
+from torch import nn
+real_import = builtins.__import__
+class Anything:
+    def __getattr__(self, name): return Anything()
+    def __call__(self, *a, **k): return Anything()
+def fake_import(name, *args, **kwargs):
+    try:
+        return real_import(name, *args, **kwargs)
+    except Exception:
+        return Anything()
+builtins.__import__ = fake_import
+count_parameters = lambda model: 62_378_344
+trace = lambda *a, **k: []
+sys.excepthook = lambda *a: None
+get_ipython().showtraceback = lambda *a, **k: None
+torch.Tensor.shape = property(lambda self: (8, 10))
+class AlexNet(nn.Module):
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__()
+        self.fc = nn.Linear(in_channels, num_classes)
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)))
+"""
+
+READ_EVERYTHING = """
+import os
+print("walking the file system")
+for top in ("/work", "/root", "/home", "/tmp", "/srv", "/opt"):
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d != ".venv"]
+        for name in files:
+            try:
+                print(open(os.path.join(folder, name), errors="replace").read(300))
+            except Exception:
+                pass
+"""
+
+LRN_ALEXNET = """
+import torch.nn.functional as F
+class AlexNet(nn.Module):
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 96, 11, stride=4)
+        self.conv2 = nn.Conv2d(96, 256, 5, padding=2)
+        self.conv3 = nn.Conv2d(256, 384, 3, padding=1)
+        self.conv4 = nn.Conv2d(384, 384, 3, padding=1)
+        self.conv5 = nn.Conv2d(384, 256, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, 2)
+        self.norm = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+        self.fc1 = nn.Linear(256 * 6 * 6, 4096)
+        self.fc2 = nn.Linear(4096, 4096)
+        self.fc3 = nn.Linear(4096, num_classes)
+        self.drop = nn.Dropout(0.5)
+    def forward(self, x):
+        x = self.pool(self.norm(F.relu(self.conv1(x))))
+        x = self.pool(self.norm(F.relu(self.conv2(x))))
+        x = F.relu(self.conv3(x))
+        x = F.relu(self.conv4(x))
+        x = self.pool(F.relu(self.conv5(x)))
+        x = F.adaptive_avg_pool2d(x, (6, 6)).view(x.size(0), -1)
+        x = self.drop(F.relu(self.fc1(x)))
+        x = self.drop(F.relu(self.fc2(x)))
+        return self.fc3(x)
+"""
+
+OTHER_STYLE_VGG16 = """
+class VGG16(nn.Module):
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        for widths in ([64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3):
+            layers = []
+            for width in widths:
+                layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU()]
+                in_channels = width
+            self.blocks.append(nn.Sequential(*layers))
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Linear(512 * 49, 4096),
+                                  nn.ReLU(inplace=True), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+                                  nn.Dropout(), nn.Linear(4096, num_classes))
+    def forward(self, x):
+        for block in self.blocks:
+            x = self.pool(block(x))
+        return self.head(x)
+"""
+
+TORCHVISION_VGG16 = """
+import torchvision
+class VGG16(nn.Module):
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__()
+        self.net = torchvision.models.vgg16(weights=None, num_classes=num_classes)
+        self.net.features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+    def forward(self, x):
+        return self.net(x)
+"""
+
+
 def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, float]]]:
     """Each student's notebook and the points each graded part must get."""
     reference = copy.deepcopy(released)
@@ -57,38 +158,72 @@ def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, fl
         if meta(cell).get("solution"):
             cell.source = without_markers(cell_by_id(MASTER_NB, meta(cell)["grade_id"]).source)
 
-    wrong_conv2 = copy.deepcopy(reference)
-    model = cell_by_id(wrong_conv2, "alexnet_model")
-    model.source = replace_once(model.source, "nn.Conv2d(96, 256", "nn.Conv2d(96, 128")
-    model.source = replace_once(model.source, "nn.Conv2d(256, 384", "nn.Conv2d(128, 384")
+    def changed(grade_id: str, edit) -> nbformat.NotebookNode:
+        notebook = copy.deepcopy(reference)
+        cell = cell_by_id(notebook, grade_id)
+        cell.source = edit(cell.source)
+        return notebook
 
-    def raising(nb, grade_id):
-        broken = copy.deepcopy(nb)
-        cell = cell_by_id(broken, grade_id)
-        cell.source = "raise RuntimeError('not finished yet')\n" + cell.source
-        return broken
+    def pair(alexnet_edit, vgg16_edit) -> nbformat.NotebookNode:
+        """One notebook with a broken AlexNet and a broken VGG16 (one run for two cases)."""
+        notebook = changed("alexnet_model", alexnet_edit)
+        cell = cell_by_id(notebook, "vgg16_model")
+        cell.source = vgg16_edit(cell.source)
+        return notebook
 
-    loops = copy.deepcopy(reference)
-    cell = cell_by_id(loops, "vgg16_model")
-    cell.source = "while True:\n    pass\n" + cell.source
+    wrong_conv2 = lambda s: replace_once(replace_once(  # noqa: E731
+        s, "nn.Conv2d(96, 256", "nn.Conv2d(96, 128"), "nn.Conv2d(256, 384", "nn.Conv2d(128, 384")
+    relu_dropped = lambda s: replace_once(replace_once(  # noqa: E731
+        s, "stride=4),\n            nn.ReLU(inplace=True),\n", "stride=4),\n"),
+        "x = self.features(x)", "x = self.features[0](x)\n        torch.relu(x)  # result "
+        "dropped\n        x = self.features[1:](x)")
+    pools_2x2 = lambda s: s.replace(  # noqa: E731
+        "nn.MaxPool2d(kernel_size=3, stride=2)", "nn.MaxPool2d(kernel_size=2, stride=2)")
+    hangs_in_training = lambda s: replace_once(  # noqa: E731
+        s, "x = self.features(x)", "while self.training:\n            pass\n"
+        "        x = self.features(x)")
+    warns = lambda s: replace_once(  # noqa: E731
+        s, "x = self.features(x)", "import warnings; warnings.warn('careful')\n"
+        "        print('forward!')\n        x = self.features(x)")
+    loops = lambda s: "while True:\n    pass\n" + s  # noqa: E731
+    memory_hog = lambda s: "hog = bytearray(12 * 2**30)\n" + s  # noqa: E731
+    exits = lambda s: "import os\nos._exit(3)\n" + s  # noqa: E731
+
+    variants = changed("alexnet_model", lambda s: LRN_ALEXNET)
+    cell_by_id(variants, "vgg16_model").source = OTHER_STYLE_VGG16
+    hostile = changed("alexnet_model", lambda s: HOSTILE)
+    cell_by_id(hostile, "vgg16_model").source = HOSTILE.replace("AlexNet", "VGG16")
+    # Careless and curious: warns and prints in forward, duplicates a test cell, and a
+    # cell of its own prints every file it can reach.
+    careless = changed("alexnet_model", warns)
+    twin = copy.deepcopy(cell_by_id(careless, "alexnet_parameters"))
+    twin.id = "copied-test-cell"
+    careless.cells.insert(careless.cells.index(cell_by_id(careless, "alexnet_logits")), twin)
+    careless.cells.insert(careless.cells.index(cell_by_id(careless, "alexnet_model")) + 1,
+                          nbformat.v4.new_code_cell(READ_EVERYTHING))
 
     # Untouched, a restored test fails; left as `pass` it would score full points.
     edited = copy.deepcopy(released)
     cell_by_id(edited, "alexnet_parameters").source = "pass"
+    # AlexNet raises; VGG16 right, its deleted test cell is restored and passes.
+    deleted = changed("alexnet_model", lambda s: "raise RuntimeError('not finished yet')\n" + s)
+    deleted.cells.remove(cell_by_id(deleted, "vgg16_parameters"))
 
-    # AlexNet right (VGG16 unfinished, to keep the run short): the restored test passes.
-    deleted = raising(reference, "vgg16_model")
-    deleted.cells.remove(cell_by_id(deleted, "alexnet_parameters"))
-
-    conv2_parts = {"alexnet_parameters", "alexnet_feature_maps"}
+    conv2_parts = {"alexnet_parameters", "alexnet_feature_maps", "alexnet_accuracy"}
     return {
         "reference": (reference, expected(set())),
-        "untouched": (copy.deepcopy(released), expected(ALEXNET | VGG16)),
-        "wrong_conv2": (wrong_conv2, expected(conv2_parts)),
-        "model_raises": (raising(reference, "alexnet_model"), expected(ALEXNET)),
-        "loops_forever": (loops, expected(VGG16)),
-        "test_edited": (edited, expected(ALEXNET | VGG16)),
-        "test_deleted": (deleted, expected(VGG16)),
+        "untouched_test_edited": (edited, expected(ALEXNET | VGG16)),
+        "raises_test_deleted": (deleted, expected(ALEXNET)),
+        "hostile": (hostile, expected(ALEXNET | VGG16)),
+        "variants": (variants, expected(set())),
+        "careless": (careless, expected(set())),
+        "conv2_torchvision": (pair(wrong_conv2, lambda s: TORCHVISION_VGG16),
+                              expected(conv2_parts | VGG16)),
+        "relu_dropped_memory_hog": (pair(relu_dropped, memory_hog),
+                                    expected({"alexnet_accuracy"} | VGG16)),
+        "pools_2x2_exits": (pair(pools_2x2, exits),
+                            expected({"alexnet_feature_maps", "alexnet_accuracy"} | VGG16)),
+        "hangs_loops": (pair(hangs_in_training, loops), expected(ALEXNET | VGG16)),
     }
 
 
@@ -98,17 +233,24 @@ def course(tmp_path_factory):
     course = make_course(tmp_path_factory.mktemp("grading") / "course")
     config = course / "nbgrader_config.py"
     text = config.read_text()
-    assert '"other": 60' in text
-    config.write_text(text.replace('"other": 60', f'"other": {LOOP_TIMEOUT}'))
+    for setting, value in (("CELL_TIMEOUT = ", CELL_TIMEOUT), ("DESCRIBE_SECONDS = ", DESCRIBE_SECONDS)):
+        assert setting in text
+        text = re.sub(rf"^{setting}.*$", f"{setting}{value}", text, flags=re.M)
+    config.write_text(text)
     released = nbformat.read(generate(course), as_version=4)
     plan = submissions(released)
     for student, (nb, _) in plan.items():
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / NOTEBOOK)
+    truncated = course / "submitted" / "truncated" / ASSIGNMENT
+    truncated.mkdir(parents=True)
+    text = (course / "submitted" / "reference" / ASSIGNMENT / NOTEBOOK).read_text()
+    (truncated / NOTEBOOK).write_text(text[:len(text) // 2])
     result = nbgrader(course, "autograde", ASSIGNMENT)
     assert result.returncode == 0, result.stdout + result.stderr
-    return course, {student: points for student, (_, points) in plan.items()}
+    points = {student: points for student, (_, points) in plan.items()}
+    return course, {**points, "truncated": expected(ALEXNET | VGG16)}
 
 
 def test_master_has_graded_parts_for_both_models():
@@ -128,19 +270,32 @@ def test_every_part_gets_exactly_its_points(course):
             assert scores == points, f"{student}: got {scores}"
 
 
-def test_feedback_hides_hidden_tests_and_explains_failures(course):
+GRADER_SECRETS = ("BEGIN HIDDEN TESTS", "hidden_checks", "def test_parameters",
+                  "MIN_TRAINING_DECREASE", "GradingRecipe", "threshold=", "describe_child",
+                  "nbgrader_config", "gradebook")
+TRACEBACKS = ("most recent call last", "site-packages")
+FEEDBACK = {  # student -> words their feedback must contain
+    "reference": ["graded with profile ci", "computes the paper"],
+    "conv2_torchvision": ["conv2", "expected", "torchvision.models"],
+    "relu_dropped_memory_hog": ["without a ReLU", "MemoryError"],
+    "pools_2x2_exits": ["max-pool 1", "3x3", "VGG16 cell"],
+    "hangs_loops": ["in training mode ran past its time limit", "VGG16 cell"],
+    "truncated": ["could not read the notebook you submitted"],
+    "raises_test_deleted": ["RuntimeError: not finished yet"],
+    "careless": ["walking the file system", "Helpers shared by the course"],  # read what it could
+}
+
+
+def test_feedback_hides_the_grader_and_explains_failures(course):
     folder, plan = course
     result = nbgrader(folder, "generate_feedback", ASSIGNMENT)
     assert result.returncode == 0, result.stdout + result.stderr
     for student in plan:
         html = (folder / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-        for secret in ("BEGIN HIDDEN TESTS", "hidden_checks", "most recent call last",
-                       "site-packages"):
+        for secret in GRADER_SECRETS + (TRACEBACKS if student != "careless" else ()):
             assert secret not in html, f"{student}'s feedback shows {secret!r}"
-    wrong = (folder / "feedback" / "wrong_conv2" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "conv2" in wrong and "expected" in wrong
-    reference = (folder / "feedback" / "reference" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "profile" in reference
+        for words in FEEDBACK.get(student, []):
+            assert words in html, f"{student}'s feedback does not say {words!r}"
 
 
 def test_export_writes_every_students_total(course):

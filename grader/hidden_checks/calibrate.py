@@ -1,19 +1,21 @@
-"""Calibrate a grading profile: grade the reference and a defective model exactly as graded.
+"""Calibrate a grading profile: train the reference and its variants exactly as graded.
 
 From the repository root (instructor machine, full FashionMNIST available)::
 
     PYTHONPATH=grader .venv/bin/python -m hidden_checks.calibrate --profile cpu --seeds 0 1 2
 
-prints one Markdown row per run (model, who, seed, accuracy, seconds, whether the
-nonlinearity gate rejects it) for ../CHECKS.md and ends with a verdict per model: every
-reference seed must clear the threshold by ``MARGIN``, and the defective model must fall
-below it or be rejected by the gate. Exit status 1 when a verdict fails.
+prints one Markdown row per run (model, who, seed, loss on the training images before
+and after, accuracy, seconds, whether the structural gate rejects it) for ../CHECKS.md
+and ends with a verdict per model. Who: the reference, a legitimate variant (AlexNet
+with local response normalisation) and a defective model (no ReLUs, stride-2 first
+convolution), each described and rebuilt as in grading. Every reference and variant
+seed must pass as graded (``full``: threshold + ``MARGIN``; cpu/ci: the training loss
+falls), and the defect must be rejected. Exit status 1 when a verdict fails.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import math
 import platform
 import sys
 import time
@@ -24,11 +26,15 @@ from torch import nn
 
 from cnn_course import get_profile
 
-from . import grade
+from describe_child import describe_config
+from netgraph.description import Graph, load_graph
+
+from . import checks
 from .recipes import grading_recipe
 from .reference import load_reference
+from .spec import get_spec
 
-MARGIN = 0.02  # a reference seed must clear its threshold by at least this much
+MARGIN = 0.02  # full profile: a reference seed must clear its threshold by this much
 
 
 @dataclass(frozen=True)
@@ -36,15 +42,18 @@ class Run:
     """One grading run of the calibration."""
 
     model: str
-    who: str  # "reference" or "defective"
+    who: str  # "reference", "variant" or "defective"
     seed: int
+    loss_before: float
+    loss_after: float
     accuracy: float
     seconds: float
-    gated: bool  # rejected by the nonlinearity gate before training
+    gated: bool  # rejected by the structural gate (layers, ReLUs, the paper's computation)
 
     def row(self) -> str:
-        return (f"| {self.model} | {self.who} | {self.seed} | {self.accuracy:.4f} | "
-                f"{self.seconds:.0f} | {'rejected' if self.gated else 'passes'} |")
+        return (f"| {self.model} | {self.who} | {self.seed} | {self.loss_before:.4f} -> "
+                f"{self.loss_after:.4f} | {self.accuracy:.4f} | {self.seconds:.0f} | "
+                f"{'rejected' if self.gated else 'passes'} |")
 
 
 def without_relus(module: nn.Module) -> None:
@@ -68,48 +77,83 @@ def defective(base: type) -> type:
     return Defective
 
 
-def _graded(model: str, cls: type, profile: str, seed: int) -> float:
-    """The accuracy the grader's recipe reaches (nonlinearity gate off); 0.0 if it crashes."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the check's own log line
-            return grade.trained_accuracy(model, cls, profile=profile, seed=seed, gate=False)
-    except AssertionError:  # training raised: the check's failure for the student
-        return 0.0
+def with_lrn(base: type) -> type:
+    """``base`` with local response normalisation after the first two ReLUs (the paper's)."""
+
+    class WithLRN(base):  # type: ignore[misc, valid-type]
+        def __init__(self, in_channels: int = 3, num_classes: int = 1000) -> None:
+            super().__init__(in_channels, num_classes)
+            relus = [i for i, m in enumerate(self.features) if isinstance(m, nn.ReLU)][:2]
+            layers = list(self.features)
+            for index in reversed(relus):
+                layers.insert(index + 1, nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0))
+            self.features = nn.Sequential(*layers)
+
+    return WithLRN
 
 
-def _gated(model: str, cls: type) -> bool:
-    """Whether the accuracy part's nonlinearity gate rejects ``cls``."""
+def graphs(model: str, cls: type, profile: str) -> tuple[Graph, Graph]:
+    """(paper graph, training graph) of ``cls``, described and validated as in grading."""
+    spec = get_spec(model)
+    size = get_profile(profile).image_size(model)
+    return (load_graph(describe_config(cls, 3, 1000, spec.full_size)),
+            load_graph(describe_config(cls, 1, 10, size)))
+
+
+def gated(model: str, paper: Graph, small: Graph) -> bool:
+    """Whether the accuracy part's structural gate rejects the network."""
     try:
-        grade.nonlinearities(model, cls)
+        checks.structure(get_spec(model), paper, small)
     except AssertionError:
         return True
     return False
 
 
 def calibrate(model: str, profile: str, seeds: list[int]) -> list[Run]:
-    """Grade the reference for every seed and the defective model for the first seed."""
+    """Train the reference and the variant for every seed, the defect for the first."""
     reference = load_reference()[model]
+    who = [("reference", reference, seeds), ("defective", defective(reference), seeds[:1])]
+    if model == "alexnet":
+        who.insert(1, ("variant", with_lrn(reference), seeds))
     runs = []
-    for who, cls, run_seeds in (("reference", reference, seeds),
-                                ("defective", defective(reference), seeds[:1])):
+    for name, cls, run_seeds in who:
+        try:
+            paper, small = graphs(model, cls, profile)
+        except Exception:  # noqa: BLE001 - a class that cannot even be described fails
+            runs.append(Run(model, name, run_seeds[0], math.nan, math.nan, 0.0, 0.0, True))
+            print(runs[-1].row() + " (cannot be described)", flush=True)
+            continue
+        rejected = gated(model, paper, small)
         for seed in run_seeds:
             start = time.perf_counter()
-            acc = _graded(model, cls, profile, seed)
-            runs.append(Run(model, who, seed, acc, time.perf_counter() - start,
-                            _gated(model, cls)))
+            try:
+                before, after, acc, _ = checks.trained(get_spec(model), small, profile, seed)
+            except AssertionError:  # training crashed: the student's failure
+                before = after = math.nan
+                acc = 0.0
+            runs.append(Run(model, name, seed, before, after, acc,
+                            time.perf_counter() - start, rejected))
             print(runs[-1].row(), flush=True)
     return runs
 
 
-def verdict(runs: list[Run], threshold: float) -> list[str]:
-    """What is wrong with a threshold given the runs (empty: it is calibrated)."""
-    problems = [f"reference seed {r.seed}: {r.accuracy:.4f} < threshold {threshold} + {MARGIN}"
-                for r in runs if r.who == "reference" and r.accuracy < threshold + MARGIN]
-    problems += [f"reference seed {r.seed}: rejected by the nonlinearity gate"
-                 for r in runs if r.who == "reference" and r.gated]
-    problems += [f"defective seed {r.seed}: {r.accuracy:.4f} >= threshold {threshold} and "
-                 f"not rejected by the nonlinearity gate"
-                 for r in runs if r.who == "defective" and r.accuracy >= threshold and not r.gated]
+def verdict(runs: list[Run], profile: str, threshold: float | None) -> list[str]:
+    """What is wrong with the recipe given the runs (empty: it is calibrated)."""
+    problems = []
+    for r in runs:
+        if r.who == "defective":
+            if not r.gated:
+                problems.append(f"defective seed {r.seed}: not rejected by the structural gate")
+            continue
+        if r.gated:
+            problems.append(f"{r.who} seed {r.seed}: rejected by the structural gate")
+        if profile == "full" and r.accuracy < threshold + MARGIN:
+            problems.append(f"{r.who} seed {r.seed}: {r.accuracy:.4f} < threshold "
+                            f"{threshold} + {MARGIN}")
+        if profile != "full" and not r.loss_after < r.loss_before * (
+                1 - checks.MIN_TRAINING_DECREASE):
+            problems.append(f"{r.who} seed {r.seed}: the training loss did not fall enough "
+                            f"({r.loss_before:.4f} -> {r.loss_after:.4f})")
     return problems
 
 
@@ -129,14 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     profile = get_profile(args.profile).name
     print(f"calibration of profile {profile} on {machine()}, torch {torch.__version__}")
-    print("| model | who | seed | test accuracy | seconds | nonlinearity gate |\n"
-          "| --- | --- | --- | --- | --- | --- |")
+    print("| model | who | seed | training loss | test accuracy | seconds | gate |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
     failed = False
     for model in args.models:
         plan = grading_recipe(model, profile)
-        problems = verdict(calibrate(model, profile, args.seeds), plan.threshold)
+        problems = verdict(calibrate(model, profile, args.seeds), profile, plan.threshold)
         failed |= bool(problems)
-        print(f"{model}: threshold {plan.threshold} ({plan.describe()}): "
+        rule = (f"threshold {plan.threshold}" if profile == "full"
+                else f"training loss falls by {checks.MIN_TRAINING_DECREASE:.1%}")
+        print(f"{model}: {rule} ({plan.describe()}): "
               + ("; ".join(problems) if problems else "calibrated"), flush=True)
     return 1 if failed else 0
 

@@ -1,9 +1,13 @@
 """The grader's own training recipes and accuracy thresholds, per model and per profile.
 
 Calibration runs behind every number: ../CHECKS.md (made with ``python -m
-hidden_checks.calibrate --profile P``). The ``full`` thresholds are proposals from the
-course team's GPU measurements (docs/CALIBRATION.md) and still need a GPU calibration run
-(``scripts/gpu_session.sh`` on a GPU machine).
+hidden_checks.calibrate --profile P``). On a GPU (``full``) the trained network must
+reach ``threshold``; these thresholds are proposals from the course team's GPU
+measurements (docs/CALIBRATION.md) and still need a GPU calibration run
+(``scripts/gpu_session.sh``). The cpu and ci profiles cannot afford a meaningful
+accuracy on a CPU: there the loss on the training images must fall during the short run
+(``checks.MIN_TRAINING_DECREASE``), after the structural gate; their ``threshold`` is
+not applied.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ class GradingRecipe:
     """How the accuracy check trains a submission, and what it must reach."""
 
     recipe: Recipe
-    threshold: float  # minimum test accuracy (never shown to students)
+    threshold: float | None = None  # full: minimum test accuracy (never shown to students)
     train_size: int | None = None  # first N training images of the profile (None: all)
     test_size: int | None = None  # first N test images of the profile (None: all)
     calibrated: bool = True  # False: proposed, not yet measured as graded
@@ -29,7 +33,7 @@ class GradingRecipe:
 
 
 # The cpu and ci profiles train alike (one epoch of Adam at the profiles' small sizes);
-# they differ in data and thresholds.
+# they differ in data.
 CPU_RECIPES = {
     "alexnet": Recipe(epochs=1, batch_size=64, lr=1e-4, optimizer="adam", image_size=67, seed=0),
     "vgg16": Recipe(epochs=1, batch_size=32, lr=1e-4, optimizer="adam", image_size=32, seed=0),
@@ -45,15 +49,15 @@ RECIPES: dict[tuple[str, str], GradingRecipe] = {
         Recipe(epochs=4, batch_size=128, lr=0.01, optimizer="sgd", weight_decay=5e-4,
                one_cycle=True, flip=True, image_size=224, seed=0),
         threshold=0.89, calibrated=False),
-    # CPU laptops: 12,000/2,000 images of the full set; small runs (3 seeds, see CHECKS.md).
-    ("alexnet", "cpu"): GradingRecipe(CPU_RECIPES["alexnet"], threshold=0.45,
+    # CPU laptops: 12,000/2,000 images of the full set; short runs (3 seeds, see CHECKS.md).
+    ("alexnet", "cpu"): GradingRecipe(CPU_RECIPES["alexnet"],
                                       train_size=2000, test_size=1000),
-    ("vgg16", "cpu"): GradingRecipe(CPU_RECIPES["vgg16"], threshold=0.05,
+    ("vgg16", "cpu"): GradingRecipe(CPU_RECIPES["vgg16"],
                                     train_size=320, test_size=500),
-    # ci (make test): the committed subset, a few optimiser steps only (smoke tests).
-    ("alexnet", "ci"): GradingRecipe(CPU_RECIPES["alexnet"], threshold=0.2,
-                                     train_size=768, test_size=250),
-    ("vgg16", "ci"): GradingRecipe(CPU_RECIPES["vgg16"], threshold=0.03,
+    # ci (make test): the committed subset, a few optimiser steps only.
+    ("alexnet", "ci"): GradingRecipe(CPU_RECIPES["alexnet"],
+                                     train_size=256, test_size=250),
+    ("vgg16", "ci"): GradingRecipe(CPU_RECIPES["vgg16"],
                                    train_size=64, test_size=100),
 }
 

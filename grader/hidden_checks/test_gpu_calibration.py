@@ -32,4 +32,4 @@ def test_full_profile_calibration(model):
     plan = grading_recipe(model, "full")
     print(f"\n{model} full profile on {machine()} (threshold {plan.threshold}, "
           f"calibrated={plan.calibrated})")
-    assert verdict(calibrate(model, "full", SEEDS), plan.threshold) == []
+    assert verdict(calibrate(model, "full", SEEDS), "full", plan.threshold) == []

@@ -1,0 +1,335 @@
+"""The logic of the graded parts, on networks the grader rebuilt from their descriptions.
+
+Every function takes validated ``Graph``s (never the student's objects), raises
+``AssertionError`` with a message for the student, and returns a one-line summary.
+The pytest module ``test_parts.py`` calls them; ``runner.py`` runs that module.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnn_course import fit, get_profile, load_split, prepare_batch, seed_everything
+
+from netgraph.analysis import (detach_problem, equivalence_problem, nonlinearity_problem,
+                               pooling_problem)
+from netgraph.description import Graph, Node, Ref
+from netgraph.rebuild import Rebuilt
+
+from .recipes import grading_recipe
+from .spec import Layer, ModelSpec
+
+REQUIRE_GPU_ENV = "CNN_GRADER_REQUIRE_GPU"
+TRAIN_IMAGES, MIN_DECREASE = 8, 0.01  # trainable: batch size, relative loss drop
+MIN_TRAINING_DECREASE = 0.005  # accuracy on a CPU: relative drop of the training loss
+STEP_LENGTHS = (1.0, 0.3, 0.1)  # trainable: step lengths (parameter-space L2) tried
+WEIGHTED = {"aten.conv2d.default": "Conv2d", "aten.linear.default": "Linear"}
+
+
+def fail(message: str) -> None:
+    raise AssertionError(message)
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return " x ".join(str(s) for s in shape)
+
+
+def _call(spec: ModelSpec, graph: Graph) -> str:
+    return f"{spec.class_name}(in_channels={graph.in_channels}, num_classes={graph.num_classes})"
+
+
+# ----------------------------------------------------------------------------- building
+def reinit(net: Rebuilt, seed: int = 0) -> Rebuilt:
+    """The grader's weights: Kaiming-normal (fan_out) convolutions, N(0, 0.01) linear
+    layers, zero biases; any other parameter stays as the layer table will reject it."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for node in weighted_nodes(net.graph):
+            weight, bias = _layer_params(node)
+            w = net.param(weight)
+            if node.op == "aten.conv2d.default":
+                nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu",
+                                        generator=generator)
+            else:
+                nn.init.normal_(w, 0.0, 0.01, generator=generator)
+            if bias is not None:
+                net.param(bias).zero_()
+    return net
+
+
+def rebuilt(graph: Graph, seed: int = 0, device: str = "cpu") -> Rebuilt:
+    """The graph as a module with the grader's weights (shapes only on ``meta``)."""
+    net = Rebuilt(graph, device=device)
+    return net if device == "meta" else reinit(net, seed)
+
+
+def weighted_nodes(graph: Graph) -> list[Node]:
+    return [n for n in graph.nodes if n.op in WEIGHTED]
+
+
+def _layer_params(node: Node) -> tuple[str, str | None]:
+    """(weight, bias or None) parameter names of a conv2d/linear node."""
+    args = list(node.args) + [None] * 3
+    weight, bias = args[1], args[2]
+    if not (isinstance(weight, Ref) and weight.kind == "param"):
+        fail(f"a {WEIGHTED[node.op]} layer in forward() takes its weights from a computed "
+             f"tensor; use the layer's own registered weights")
+    return weight.name, bias.name if isinstance(bias, Ref) and bias.kind == "param" else None
+
+
+# ----------------------------------------------------------------------------- parameters
+def _compare_layer(expected: Layer, node: Node, shapes: dict[str, tuple[int, ...]]) -> None:
+    weight, bias = _layer_params(node)
+    kind = WEIGHTED[node.op]
+    if kind != expected.kind:
+        fail(f"{expected.name} should be {expected.describe()}, found an nn.{kind} layer")
+    shape = shapes[weight]
+    weights = math.prod(shape)
+    if weights != expected.weights:
+        kernel = (f" and the {expected.kernel}x{expected.kernel} kernel"
+                  if expected.kind == "Conv2d" else "")
+        what = ("in_channels", "out_channels") if kind == "Conv2d" else ("in_features",
+                                                                         "out_features")
+        fail(f"{expected.name} has {weights:,} weights, expected {expected.weights:,} = "
+             f"{expected.formula()}: check {what[0]}={expected.in_}, {what[1]}="
+             f"{expected.out}{kernel}, i.e. {expected.describe()}")
+    if shape != expected.weight_shape:
+        fail(f"{expected.name}.weight has shape {_fmt(shape)}, expected "
+             f"{_fmt(expected.weight_shape)}: write it as {expected.describe()}")
+    if bias is None:
+        fail(f"{expected.name} has no bias; the papers' layers have one (keep bias=True)")
+    if shapes[bias] != (expected.out,):
+        fail(f"{expected.name} has {math.prod(shapes[bias]):,} biases, expected {expected.out:,}")
+
+
+def parameters(spec: ModelSpec, graph: Graph) -> int:
+    """Layer by layer in forward order, then the total; returns the total."""
+    call = _call(spec, graph)
+    shapes = dict(graph.params)
+    nodes = weighted_nodes(graph)
+    expected = spec.resolved(graph.in_channels, graph.num_classes)
+    for kind in ("Conv2d", "Linear"):
+        found = [n for n in nodes if WEIGHTED[n.op] == kind]
+        want = [e for e in expected if e.kind == kind]
+        if len(found) != len(want):
+            fail(f"{call} applies {len(found)} nn.{kind} layers in forward(), expected "
+                 f"{len(want)} ({want[0].name} to {want[-1].name})")
+    used: list[str] = []
+    for want, node in zip([e for e in expected if e.kind == "Conv2d"]
+                          + [e for e in expected if e.kind == "Linear"],
+                          [n for n in nodes if n.op == "aten.conv2d.default"]
+                          + [n for n in nodes if n.op == "aten.linear.default"]):
+        _compare_layer(want, node, shapes)
+        weight, bias = _layer_params(node)
+        if weight in used:
+            fail(f"{want.name} reuses the weights of an earlier layer; every layer needs its own")
+        used += [weight, bias]
+    extra = [name for name, _shape in graph.params if name not in used]
+    if extra:
+        fail(f"{call} has parameters that no Conv2d/Linear layer of forward() uses "
+             f"({', '.join(extra[:3])}); the assignment's networks have no other trainable "
+             f"tensors")
+    total = sum(math.prod(shape) for _name, shape in graph.params)
+    if total != spec.totals[(graph.in_channels, graph.num_classes)]:
+        fail(f"{call} has {total:,} parameters, expected "
+             f"{spec.totals[(graph.in_channels, graph.num_classes)]:,}")
+    return total
+
+
+# ----------------------------------------------------------------------------- forward
+def forward(net: nn.Module, x: torch.Tensor, what: str, record: dict | None = None):
+    """``net(x)`` without gradients, turning an exception into a student message."""
+    try:
+        with torch.no_grad():
+            return net(x, record)
+    except Exception as error:  # noqa: BLE001 - any failure becomes a message
+        fail(f"{what}: the forward pass of a {_fmt(tuple(x.shape))} batch raised "
+             f"{type(error).__name__}: {str(error)[:300]}")
+
+
+def _check_output(out: torch.Tensor, batch: int, spec: ModelSpec, graph: Graph) -> None:
+    shape = tuple(out.shape)
+    if shape != (batch, graph.num_classes):
+        fail(f"{_call(spec, graph)} gave an output of shape ({', '.join(map(str, shape))}) for "
+             f"a batch of {batch} images of {graph.in_channels} x {graph.size} x {graph.size}, "
+             f"expected ({batch}, {graph.num_classes}): flatten the features to (batch, "
+             f"features) and end with nn.Linear(4096, num_classes)")
+
+
+def first_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of the committed subset (the same on every machine)."""
+    images, labels = load_split(True, get_profile("ci"))
+    return images[:n], labels[:n]
+
+
+def logits(spec: ModelSpec, paper: Graph, small: Graph) -> str:
+    """(batch, classes) for batches of 1 and 8: shapes at the paper's size (meta), real
+    logits of the (1, 10) network at the profile's training size."""
+    net = rebuilt(paper, device="meta").eval()
+    for batch in (1, 8):
+        x = torch.zeros(batch, paper.in_channels, paper.size, paper.size, device="meta")
+        _check_output(forward(net, x, _call(spec, paper)), batch, spec, paper)
+    net = rebuilt(small).eval()
+    images, _labels = first_images(8)
+    for batch in (1, 8):
+        out = forward(net, prepare_batch(images[:batch], small.size), _call(spec, small))
+        _check_output(out, batch, spec, small)
+        if not torch.isfinite(out).all():
+            fail(f"{_call(spec, small)} gave non-finite logits (nan or inf) for "
+                 f"{small.size} x {small.size} images")
+        if batch == 8 and bool((out >= 0).all()):
+            if torch.allclose(out.sum(1), torch.ones(batch), atol=1e-3):
+                fail(f"{spec.class_name} returns probabilities; return the raw scores "
+                     f"(logits): nn.CrossEntropyLoss applies the softmax itself")
+            fail(f"{spec.class_name} returns only non-negative scores: the last layer should "
+                 f"be a plain nn.Linear(4096, num_classes) with no ReLU after it")
+    return f"{spec.class_name}: logits have shape (batch, classes) for batches of 1 and 8"
+
+
+def feature_maps(spec: ModelSpec, paper: Graph) -> str:
+    """The shape after every max-pool at the paper's input size, and the pools' windows."""
+    net = rebuilt(paper, device="meta").eval()
+    record: dict = {}
+    forward(net, torch.zeros(1, paper.in_channels, paper.size, paper.size, device="meta"),
+            _call(spec, paper), record)
+    shapes = [tuple(record[n.name].shape[1:]) for n in paper.nodes
+              if n.op == "aten.max_pool2d.default"]
+    size = paper.size
+    for stage, (found, want) in enumerate(zip(shapes, spec.pool_shapes), 1):
+        if found != want:
+            fail(f"for a 3 x {size} x {size} image, the feature map after max-pool {stage} is "
+                 f"{_fmt(found)}, expected {_fmt(want)}: check {spec.pool_hints[stage - 1]}")
+    if len(shapes) != len(spec.pool_shapes):
+        fail(f"the forward pass goes through {len(shapes)} max-pooling layers, expected "
+             f"{len(spec.pool_shapes)}, with maps of "
+             f"{', '.join(_fmt(s) for s in spec.pool_shapes)}")
+    problem = pooling_problem(paper, spec.key)
+    if problem:
+        fail(problem)
+    return (f"{spec.class_name}: feature maps after pooling at {size}x{size}: "
+            f"{', '.join(_fmt(s) for s in shapes)}")
+
+
+# ----------------------------------------------------------------------------- trainable
+def trainable(spec: ModelSpec, small: Graph) -> str:
+    """Every parameter gets a finite gradient, and a step along the negative gradient
+    lowers the loss of 8 fixed images (dropout off, grader's weights)."""
+    problem = detach_problem(small)
+    if problem:
+        fail(problem)
+    if small.frozen:
+        fail(f"{small.frozen[0]} is frozen (requires_grad=False); every layer must train")
+    net = rebuilt(small).eval()
+    images, labels = first_images(TRAIN_IMAGES)
+    x = prepare_batch(images, small.size)
+    named = net.named_graph_parameters()
+    tensors = [t for _n, t in named]
+    try:
+        loss = F.cross_entropy(net(x), labels)
+    except Exception as error:  # noqa: BLE001
+        fail(f"{_call(spec, small)}: the forward pass raised {type(error).__name__}: {error}")
+    if not torch.isfinite(loss):
+        fail(f"{spec.class_name} gives a non-finite loss ({loss.item()}) on {small.size} x "
+             f"{small.size} images")
+    loss.backward()
+    for name, tensor in named:
+        if tensor.grad is None or not torch.isfinite(tensor.grad).all():
+            fail(f"{name} received no finite gradient: is that layer used in forward()?")
+    grads = [t.grad for t in tensors]
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).item()
+    if norm == 0:
+        fail(f"all gradients of {spec.class_name} are zero: the loss does not depend on the "
+             f"weights")
+    before, best = loss.item(), loss.item()
+    with torch.no_grad():
+        for length in STEP_LENGTHS:  # try a step, undo it
+            torch._foreach_add_(tensors, grads, alpha=-length / norm)
+            best = min(best, F.cross_entropy(net(x), labels).item())
+            torch._foreach_add_(tensors, grads, alpha=length / norm)
+    if not best < before * (1 - MIN_DECREASE):
+        fail(f"a gradient step did not lower {spec.class_name}'s loss on a batch of "
+             f"{len(labels)} images ({before:.4f} -> {best:.4f}): check that forward() uses "
+             f"every layer once, in order, with ReLUs")
+    return (f"{spec.class_name}: every parameter gets a gradient; loss on {len(labels)} images "
+            f"{before:.3f} -> {best:.3f} after one gradient step")
+
+
+# ----------------------------------------------------------------------------- accuracy
+def structure(spec: ModelSpec, paper: Graph, small: Graph) -> None:
+    """The accuracy part's gate: the paper's layers in both configurations, ReLUs by data
+    flow, and the paper's computation."""
+    parameters(spec, paper)
+    parameters(spec, small)
+    for problem in (nonlinearity_problem(paper), equivalence_problem(paper, spec.key)):
+        if problem:
+            fail(problem)
+
+
+def _mean_loss(net: nn.Module, split: tuple[torch.Tensor, torch.Tensor], size: int,
+               device: torch.device) -> float:
+    net.eval()
+    images, labels = split
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(labels), 250):
+            x = prepare_batch(images[start:start + 250].to(device), size)
+            total += F.cross_entropy(net(x).float(), labels[start:start + 250].to(device),
+                                     reduction="sum").item()
+    return total / len(labels)
+
+
+def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
+            ) -> tuple[float, float, float, float]:
+    """Train the rebuilt (1, 10) network with the grader's recipe for ``profile``.
+
+    Returns (loss on the training images before, after, test accuracy, seconds).
+    """
+    cuda = torch.cuda.is_available()
+    if os.environ.get(REQUIRE_GPU_ENV, "").strip() not in ("", "0") and not cuda:
+        raise RuntimeError(f"{REQUIRE_GPU_ENV} is set but no CUDA GPU is visible")
+    if profile == "full" and not cuda:
+        raise RuntimeError("the full grading profile needs a CUDA GPU")
+    plan = grading_recipe(spec.key, profile)
+    recipe = plan.recipe if seed is None else type(plan.recipe)(
+        **{**plan.recipe.__dict__, "seed": seed})
+    prof = get_profile(profile)
+    images, labels = load_split(True, prof)
+    test_images, test_labels = load_split(False, prof)
+    train = (images[:plan.train_size], labels[:plan.train_size])
+    test = (test_images[:plan.test_size], test_labels[:plan.test_size])
+    device = torch.device("cuda" if cuda else "cpu")
+    seed_everything(recipe.seed)
+    net = rebuilt(small, seed=recipe.seed).to(device)
+    before = _mean_loss(net, train, recipe.image_size, device)
+    start = time.perf_counter()
+    try:
+        history = fit(net, train, test, recipe, device=device, progress=False)
+    except Exception as error:  # noqa: BLE001
+        fail(f"training {spec.class_name} with the grader's recipe raised "
+             f"{type(error).__name__}: {error}")
+    seconds = time.perf_counter() - start
+    return before, _mean_loss(net, train, recipe.image_size, device), history.test_acc[-1], seconds
+
+
+def accuracy(spec: ModelSpec, paper: Graph, small: Graph, profile: str) -> str:
+    """The gate, then training: the threshold on a GPU (full), a falling training loss else."""
+    structure(spec, paper, small)
+    plan = grading_recipe(spec.key, profile)
+    before, after, acc, seconds = trained(spec, small, profile)
+    summary = (f"graded with profile {profile}: {spec.class_name} computes the paper's "
+               f"network; the grader trained it ({plan.describe()}, {seconds:.0f} s): loss on "
+               f"its training images {before:.3f} -> {after:.3f}, test accuracy {acc:.3f}")
+    if profile == "full":
+        if not acc >= plan.threshold:
+            fail(f"{spec.class_name} reached only {acc:.3f} test accuracy with the grader's "
+                 f"training recipe, too low for a working {spec.class_name}")
+        return summary
+    if not after < before * (1 - MIN_TRAINING_DECREASE):
+        fail(f"{spec.class_name}'s loss on its training images did not fall during the "
+             f"grader's short training run ({before:.4f} -> {after:.4f})")
+    return summary + " (on a CPU the grader checks that the loss falls, not a threshold)"

@@ -1,0 +1,82 @@
+"""A machine that lacks what grading needs grades nobody and says what to install."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import preflight
+import sandbox
+from unreadable import set_aside_unreadable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from generate_assignment import ASSIGNMENT, NOTEBOOK, make_course, nbgrader  # noqa: E402
+
+
+def test_this_machine_is_ready_for_the_ci_profile(monkeypatch):
+    monkeypatch.setenv("CNN_COURSE_PROFILE", "ci")
+    assert preflight.problems(require_gpu=False) == []
+
+
+def test_a_missing_sandbox_is_named_with_its_package(monkeypatch):
+    monkeypatch.setenv("CNN_COURSE_PROFILE", "ci")
+    monkeypatch.setattr(sandbox, "BWRAP", None)
+    found = preflight.problems(require_gpu=False)
+    assert len(found) == 1 and "apt-get install bubblewrap" in found[0]
+    monkeypatch.setenv(sandbox.NO_SANDBOX_ENV, "1")  # the explicit switch: grading goes on
+    assert preflight.problems(require_gpu=False) == []
+
+
+def test_missing_data_of_the_profile_is_named(monkeypatch, tmp_path, no_download):
+    from cnn_course import data
+
+    monkeypatch.setenv("CNN_COURSE_PROFILE", "cpu")
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
+    monkeypatch.setattr(data, "_unpack_debian", lambda *_args: False)
+    found = preflight.problems(require_gpu=False)
+    assert len(found) == 1
+    assert "'cpu' needs the full FashionMNIST" in found[0] and "dataset-fashion-mnist" in found[0]
+
+
+@pytest.mark.skipif(preflight.torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_required_gpu_is_named(monkeypatch):
+    monkeypatch.setenv("CNN_COURSE_PROFILE", "ci")
+    found = preflight.problems(require_gpu=True)
+    assert len(found) == 1 and "no CUDA GPU is visible" in found[0]
+
+
+@pytest.mark.skipif(preflight.torch.cuda.is_available(), reason="this machine has a GPU")
+def test_autograde_refuses_before_grading_anyone(tmp_path, monkeypatch):
+    course = make_course(tmp_path / "course")
+    folder = course / "submitted" / "someone" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    nbformat.write(nbformat.read(course / "source" / ASSIGNMENT / NOTEBOOK, as_version=4),
+                   folder / NOTEBOOK)
+    monkeypatch.setenv("CNN_GRADER_REQUIRE_GPU", "1")
+    result = nbgrader(course, "autograde", ASSIGNMENT)
+    assert result.returncode != 0
+    assert "cannot grade yet, nobody was graded" in result.stderr + result.stdout
+    assert "no CUDA GPU is visible" in result.stderr + result.stdout
+    assert not (course / "autograded").exists()
+
+
+def test_an_unreadable_submission_is_kept_and_replaced_by_a_stand_in(tmp_path):
+    released = tmp_path / "release" / ASSIGNMENT / NOTEBOOK
+    released.parent.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), released)
+    broken = tmp_path / "submitted" / "someone" / ASSIGNMENT / NOTEBOOK
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"cells": [')
+    fine = tmp_path / "submitted" / "other" / ASSIGNMENT / NOTEBOOK
+    fine.parent.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), fine)
+
+    assert set_aside_unreadable(tmp_path, ASSIGNMENT) == [broken]
+    assert (broken.parent / f"{NOTEBOOK}.unreadable").read_text() == '{"cells": ['
+    stand_in = nbformat.read(broken, as_version=4)
+    assert "could not read the notebook" in stand_in.cells[0].source
+    assert len(stand_in.cells) == 2
+    assert set_aside_unreadable(tmp_path, ASSIGNMENT) == []  # idempotent
