@@ -134,8 +134,9 @@ def fit(
 ) -> History:
     """Train ``model`` on ``train`` and report test accuracy after every epoch.
 
-    Progress bars are shown unless ``progress`` is False or nbgrader is grading
-    (they would write to stderr, which nbgrader scores as a failure).
+    Progress bars and, after each epoch, a summary line (:func:`epoch_summary`) are
+    shown unless ``progress`` is False or nbgrader is grading (the bars would write to
+    stderr, which nbgrader scores as a failure).
     """
     device = device or pick_device()
     show = (not grading()) if progress is None else progress
@@ -185,9 +186,15 @@ def fit(
         history.train_loss.append(loss_sum.item() / len(images))
         history.train_acc.append(correct.item() / len(images))
         history.test_acc.append(evaluate(model, test, recipe.image_size, device))
+        bar.close()
         if show:
-            bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
-                            train_acc=f"{history.train_acc[-1]:.3f}",
-                            test_acc=f"{history.test_acc[-1]:.3f}")
-            bar.close()
+            print(epoch_summary(history, recipe.epochs))
     return history
+
+
+def epoch_summary(history: History, epochs: int) -> str:
+    """One line on the latest epoch of ``history``, readable in a stored notebook."""
+    epoch = len(history.test_acc)
+    return (f"epoch {epoch}/{epochs}: train loss {history.train_loss[-1]:.4f}, "
+            f"train accuracy {history.train_acc[-1]:.4f}, "
+            f"test accuracy {history.test_acc[-1]:.4f}, {history.epoch_seconds[-1]:.1f} s")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn_course import get_profile, selfcheck
+from cnn_course import NAIVE_MIN_TEST_ACCURACY, get_profile, selfcheck
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -480,7 +480,7 @@ def test_naive_convnet_check_reports_the_parameter_totals(capsys):
 
 
 def test_training_check_uses_the_profile_thresholds(capsys):
-    thresholds = selfcheck.TRAINING_THRESHOLDS
+    thresholds = NAIVE_MIN_TEST_ACCURACY
     assert thresholds["full"] >= 0.90 and thresholds["full"] >= thresholds["cpu"] >= thresholds["ci"] > 0.1
     ci = get_profile("ci")
     assert_fail(*run_check(lambda acc: selfcheck.check_training(acc, ci), 0.3, capsys))
@@ -488,6 +488,16 @@ def test_training_check_uses_the_profile_thresholds(capsys):
     assert result is False and "expected at least 0.90 (profile full), got 0.8900" in out
     result, out = run_check(lambda acc: selfcheck.check_training(acc, ci), 0.95, capsys)
     assert result is True and out.startswith("PASS")
+
+
+def test_lecture_and_exercise_state_the_one_threshold_table():
+    lecture = nbformat.read(ROOT / "lectures" / "04_naive_convnet.ipynb", as_version=4)
+    code = "".join(c.source for c in lecture.cells if c.cell_type == "code")
+    assert "NAIVE_MIN_TEST_ACCURACY[profile.name]" in code
+    for notebook in (lecture, nbformat.read(SOLUTIONS / "exercise_04_naive_convnet.ipynb", 4)):
+        text = "".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+        for value in NAIVE_MIN_TEST_ACCURACY.values():
+            assert f"{value:.2f}" in text, value
 
 
 # ------------------------------------------- unfinished exercises fail politely

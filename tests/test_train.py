@@ -1,6 +1,8 @@
 """The training loop on the committed subset."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -38,6 +40,22 @@ def test_same_seed_same_run(subset):
                         progress=False))
     assert runs[0].train_loss == runs[1].train_loss
     assert runs[0].test_acc == runs[1].test_acc
+
+
+def test_fit_prints_one_summary_line_per_epoch_unless_silenced(subset, capsys, monkeypatch):
+    (images, labels), test = subset
+    small, recipe = (images[:128], labels[:128]), Recipe(epochs=2, batch_size=64)
+    history = fit(NaiveConvNet(), small, test, recipe, progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    pattern = (r"epoch (\d)/2: train loss \d+\.\d{4}, train accuracy [01]\.\d{4}, "
+               r"test accuracy [01]\.\d{4}, \d+\.\d s")
+    assert [re.fullmatch(pattern, line).group(1) for line in lines] == ["1", "2"], lines
+    assert f"test accuracy {history.test_acc[-1]:.4f}," in lines[-1]
+    fit(NaiveConvNet(), small, test, recipe, progress=False)
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    fit(NaiveConvNet(), small, test, recipe)  # progress left to grading()
+    assert capsys.readouterr() == ("", "")
 
 
 def test_prepare_batch_normalises_and_resizes():
