@@ -151,6 +151,51 @@ class VGG16(nn.Module):
 """
 
 
+# Edits of the reference's model cells, one per case.
+def narrow_conv2(source: str) -> str:
+    source = replace_once(source, "nn.Conv2d(96, 256", "nn.Conv2d(96, 128")
+    return replace_once(source, "nn.Conv2d(256, 384", "nn.Conv2d(128, 384")
+
+
+def relu_dropped(source: str) -> str:
+    """conv1's ReLU computed in forward(), its result dropped."""
+    source = replace_once(source, "stride=4),\n            nn.ReLU(inplace=True),\n",
+                          "stride=4),\n")
+    return replace_once(source, "x = self.features(x)",
+                        "x = self.features[0](x)\n        torch.relu(x)  # result dropped\n"
+                        "        x = self.features[1:](x)")
+
+
+def pools_2x2(source: str) -> str:
+    """Same shapes as the paper's 3x3/2 pools, another network."""
+    return source.replace("nn.MaxPool2d(kernel_size=3, stride=2)",
+                          "nn.MaxPool2d(kernel_size=2, stride=2)")
+
+
+def hangs_in_training(source: str) -> str:
+    return replace_once(source, "x = self.features(x)",
+                        "while self.training:\n            pass\n        x = self.features(x)")
+
+
+def warns_and_prints(source: str) -> str:
+    return replace_once(source, "x = self.features(x)",
+                        "import warnings; warnings.warn('careful')\n        print('forward!')\n"
+                        "        x = self.features(x)")
+
+
+def loops_forever(source: str) -> str:
+    return "while True:\n    pass\n" + source
+
+
+def memory_hog(source: str) -> str:
+    """12 GiB: below the machine's 24 GiB, above the sandboxes' 10 GiB address space."""
+    return "hog = bytearray(12 * 2**30)\n" + source
+
+
+def exits(source: str) -> str:
+    return "import os\nos._exit(3)\n" + source
+
+
 def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, float]]]:
     """Each student's notebook and the points each graded part must get."""
     reference = copy.deepcopy(released)
@@ -171,31 +216,13 @@ def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, fl
         cell.source = vgg16_edit(cell.source)
         return notebook
 
-    wrong_conv2 = lambda s: replace_once(replace_once(  # noqa: E731
-        s, "nn.Conv2d(96, 256", "nn.Conv2d(96, 128"), "nn.Conv2d(256, 384", "nn.Conv2d(128, 384")
-    relu_dropped = lambda s: replace_once(replace_once(  # noqa: E731
-        s, "stride=4),\n            nn.ReLU(inplace=True),\n", "stride=4),\n"),
-        "x = self.features(x)", "x = self.features[0](x)\n        torch.relu(x)  # result "
-        "dropped\n        x = self.features[1:](x)")
-    pools_2x2 = lambda s: s.replace(  # noqa: E731
-        "nn.MaxPool2d(kernel_size=3, stride=2)", "nn.MaxPool2d(kernel_size=2, stride=2)")
-    hangs_in_training = lambda s: replace_once(  # noqa: E731
-        s, "x = self.features(x)", "while self.training:\n            pass\n"
-        "        x = self.features(x)")
-    warns = lambda s: replace_once(  # noqa: E731
-        s, "x = self.features(x)", "import warnings; warnings.warn('careful')\n"
-        "        print('forward!')\n        x = self.features(x)")
-    loops = lambda s: "while True:\n    pass\n" + s  # noqa: E731
-    memory_hog = lambda s: "hog = bytearray(12 * 2**30)\n" + s  # noqa: E731
-    exits = lambda s: "import os\nos._exit(3)\n" + s  # noqa: E731
-
     variants = changed("alexnet_model", lambda s: LRN_ALEXNET)
     cell_by_id(variants, "vgg16_model").source = OTHER_STYLE_VGG16
     hostile = changed("alexnet_model", lambda s: HOSTILE)
     cell_by_id(hostile, "vgg16_model").source = HOSTILE.replace("AlexNet", "VGG16")
     # Careless and curious: warns and prints in forward, duplicates a test cell, and a
     # cell of its own prints every file it can reach.
-    careless = changed("alexnet_model", warns)
+    careless = changed("alexnet_model", warns_and_prints)
     twin = copy.deepcopy(cell_by_id(careless, "alexnet_parameters"))
     twin.id = "copied-test-cell"
     careless.cells.insert(careless.cells.index(cell_by_id(careless, "alexnet_logits")), twin)
@@ -217,13 +244,13 @@ def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, fl
         "hostile": (hostile, expected(ALEXNET | VGG16)),
         "variants": (variants, expected(set())),
         "careless": (careless, expected(set())),
-        "conv2_torchvision": (pair(wrong_conv2, lambda s: TORCHVISION_VGG16),
+        "conv2_torchvision": (pair(narrow_conv2, lambda s: TORCHVISION_VGG16),
                               expected(conv2_parts | VGG16)),
         "relu_dropped_memory_hog": (pair(relu_dropped, memory_hog),
                                     expected({"alexnet_accuracy"} | VGG16)),
         "pools_2x2_exits": (pair(pools_2x2, exits),
                             expected({"alexnet_feature_maps", "alexnet_accuracy"} | VGG16)),
-        "hangs_loops": (pair(hangs_in_training, loops), expected(ALEXNET | VGG16)),
+        "hangs_loops": (pair(hangs_in_training, loops_forever), expected(ALEXNET | VGG16)),
     }
 
 
