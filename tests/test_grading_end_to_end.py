@@ -80,6 +80,12 @@ class AlexNet(nn.Module):
 READ_EVERYTHING = """
 import os
 print("walking the file system")
+for path in ("../../../nbgrader_config.py", "../../../hidden_checks/test_parts.py",
+             "../../../gradebook.db", "../../../source/assignment_cnn/assignment_cnn.ipynb"):
+    try:
+        print(open(path, errors="replace").read())
+    except OSError as error:
+        print("cannot read", path, type(error).__name__)
 for top in ("/work", "/root", "/home", "/tmp", "/srv", "/opt"):
     for folder, dirs, files in os.walk(top):
         dirs[:] = [d for d in dirs if d != ".venv"]
@@ -309,7 +315,9 @@ FEEDBACK = {  # student -> words their feedback must contain
     "hangs_loops": ["in training mode ran past its time limit", "VGG16 cell"],
     "truncated": ["could not read the notebook you submitted"],
     "raises_test_deleted": ["RuntimeError: not finished yet"],
-    "careless": ["walking the file system", "Helpers shared by the course"],  # read what it could
+    "careless": ["walking the file system",  # the course's files, seen from the kernel's folder
+                 "cannot read ../../../nbgrader_config.py FileNotFoundError",
+                 "cannot read ../../../gradebook.db FileNotFoundError"],
 }
 
 
