@@ -8,6 +8,7 @@ include scripts/student/Makefile
 # The whole suite on the committed subset: unit tests, every lecture and solution
 # notebook under nbval, and the grader end to end.
 test: data
+	@command -v bwrap >/dev/null || { echo "make test grades submissions in the grader's sandbox: install it with 'sudo apt-get install bubblewrap'"; exit 1; }
 	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/grader $(BIN)/python -m pytest tests --nbval --nbval-current-env lectures solutions
 
 bundle: $(STAMP)

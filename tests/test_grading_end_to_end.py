@@ -80,7 +80,7 @@ class AlexNet(nn.Module):
 READ_EVERYTHING = """
 import os
 print("walking the file system")
-for path in ("../../../nbgrader_config.py", "../../../hidden_checks/test_parts.py",
+for path in ("../../../nbgrader_config.py", "../../../netgraph/description.py",
              "../../../gradebook.db", "../../../source/assignment_cnn/assignment_cnn.ipynb"):
     try:
         print(open(path, errors="replace").read())
@@ -305,7 +305,7 @@ def test_every_part_gets_exactly_its_points(course):
 
 GRADER_SECRETS = ("BEGIN HIDDEN TESTS", "hidden_checks", "def test_parameters",
                   "MIN_TRAINING_DECREASE", "GradingRecipe", "threshold=", "describe_child",
-                  "nbgrader_config", "gradebook")
+                  "c.CourseDirectory", "SQLite format", "DescriptionError")
 TRACEBACKS = ("most recent call last", "site-packages")
 FEEDBACK = {  # student -> words their feedback must contain
     "reference": ["graded with profile ci", "computes the paper"],
