@@ -9,11 +9,11 @@ scripts/generate_exercises.py does for exercises.
 earlier cell of the master that the submission still has. nbgrader 0.9.6's own
 re-insertion only looks for a preceding grade or solution cell and crashes (KeyError)
 when a locked explanation cell stands in between, as it does in this assignment.
+``StartDescribing``, ``SandboxedExecute`` and ``GradeOutsideKernel`` grade outside the
+student's kernel (grader/README.md).
 
-``generate_feedback``: nbgrader's feedback shows the autograded notebook, which holds the
-hidden test code and tracebacks that quote it. ``HideHiddenTests`` removes the hidden
-regions from the cells; ``ShortenErrors`` replaces each traceback with the error's
-one-line message (the check's own words to the student).
+``generate_feedback``: ``ShortenErrors`` replaces each traceback with the error's one-line
+message (the check's own words to the student).
 """
 from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
@@ -21,7 +21,7 @@ from copy import deepcopy
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import from_dict
 from nbformat.v4 import new_output
-from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, OverwriteCells
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Float, Unicode
 
 from cnn_course import get_profile
@@ -55,19 +55,6 @@ class ClearRunMetadata(NbGraderPreprocessor):
             for key in RUN_METADATA:
                 cell.metadata.pop(key, None)
         return nb, resources
-
-
-HIDDEN_NOTE = "# (hidden tests ran here)"
-
-
-class HideHiddenTests(ClearHiddenTests):
-    """Drop every ``### BEGIN/END HIDDEN TESTS`` region, leaving a one-line note."""
-
-    def _remove_hidden_test_region(self, cell) -> bool:
-        removed = super()._remove_hidden_test_region(cell)
-        if removed:
-            cell.source = cell.source.rstrip("\n") + "\n" + HIDDEN_NOTE
-        return removed
 
 
 class ShortenErrors(NbGraderPreprocessor):

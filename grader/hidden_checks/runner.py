@@ -96,9 +96,10 @@ class _Plugin:
 def run_checks(submission: Submission) -> dict[str, PartResult]:
     """Every part of every model: passed or not, with the message for the student."""
     results: dict[str, PartResult] = {}
+    keys = {model: (model, submission.profile, _fingerprint(result))
+            for model, result in submission.models.items()}
     todo = set()
-    for model, result in submission.models.items():
-        key = (model, submission.profile, _fingerprint(result))
+    for model, key in keys.items():
         if key in _CACHE:
             results.update(_CACHE[key])
         else:
@@ -114,6 +115,6 @@ def run_checks(submission: Submission) -> dict[str, PartResult]:
                               + ("; ".join(plugin.internal) or log.getvalue()[-2000:]))
         for model in todo:
             mine = {g: r for g, r in plugin.results.items() if g.startswith(f"{model}_")}
-            _CACHE[(model, submission.profile, _fingerprint(submission.models[model]))] = mine
+            _CACHE[keys[model]] = mine
             results.update(mine)
     return results
