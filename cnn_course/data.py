@@ -150,14 +150,21 @@ def _download_with_torchvision(root: Path) -> None:
 
 
 def _not_found_message(root: Path, debian_dir: Path, reason: str) -> str:
+    gz = ", ".join(f"{name}.gz" for name in FILES.values())
     return (
         "FashionMNIST was not found. Any one of these provides it:\n"
         f"  1. put the four unpacked IDX files ({', '.join(FILES.values())}) in "
         f"{raw_folder(root)}\n"
-        f"  2. install Debian's package: `sudo apt-get install dataset-fashion-mnist` "
+        f"  2. copy the four .gz files ({gz}) into a folder FOLDER and run "
+        f"`.venv/bin/python -m cnn_course --gz-dir FOLDER` in the course folder: it unpacks "
+        "them into the folder of 1.\n"
+        f"  3. install Debian's package: `sudo apt-get install dataset-fashion-mnist` "
         f"(files appear in {debian_dir}), then run `make data`\n"
-        "  3. connect to the internet and run `make data`, which lets torchvision download it\n"
-        f"(the download failed: {reason})"
+        "  4. connect to the internet and run `make data`, which lets torchvision download "
+        f"it (here the download failed: {reason})\n"
+        "Or choose the `ci` profile, which reads the small subset shipped in cnn_course "
+        f"({SUBSET_ROOT}; lower accuracies): start JupyterLab with `make lab PROFILE=ci`, "
+        "or set CNN_COURSE_PROFILE=ci before you start Python or Jupyter."
     )
 
 
@@ -165,8 +172,9 @@ def locate_fashion_mnist(root: Path | None = None, debian_dir: Path = DEBIAN_DIR
     """Return a root folder holding the full FashionMNIST in torchvision's layout.
 
     Tries (a) the data folder, (b) Debian's package, (c) torchvision's download, and
-    raises ``DataNotFoundError`` naming all three ways when none works. A damaged file
-    raises ``CorruptDataError``; nothing falls back silently to other data.
+    raises ``DataNotFoundError`` naming all the ways to provide it, and the ``ci`` profile
+    as the alternative, when none works. A damaged file raises ``CorruptDataError``;
+    nothing falls back silently to other data.
     """
     root = Path(root) if root is not None else default_data_root()
     if _complete_raw_folder(root):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnn_course import data
+from cnn_course import data, runtime
 from cnn_course.data import (
     FILES, SUBSET_ROOT, CorruptDataError, DataNotFoundError, balanced_indices,
     locate_fashion_mnist, raw_folder, read_idx, write_idx,
@@ -166,3 +166,23 @@ def test_command_unpacks_gz_files_from_a_given_folder(tmp_path, monkeypatch, cap
     assert data.main(["--gz-dir", str(gz)]) == 0
     assert "30 train / 20 test images" in capsys.readouterr().out
     assert read_idx(raw_folder(tmp_path / "course-data") / FILES[("test", "images")]).shape == (20, 28, 28)
+
+
+def test_offline_without_the_full_set_the_error_says_what_to_do(tmp_path, monkeypatch,
+                                                                no_download):
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "course-data"))
+    monkeypatch.setattr(data, "_unpack_debian", lambda *_args: False)  # no Debian package
+    with pytest.raises(DataNotFoundError) as info:  # no silent fall-back to the subset
+        data.load_split(True, PROFILES["cpu"])
+    message = str(info.value)
+    assert f"in {raw_folder(tmp_path / 'course-data')}" in message
+    assert all(f"{name}.gz" in message for name in FILES.values())
+    assert "`.venv/bin/python -m cnn_course --gz-dir FOLDER`" in message
+    assert "apt-get install dataset-fashion-mnist" in message and "internet" in message
+    assert "`make lab PROFILE=ci`" in message and "CNN_COURSE_PROFILE=ci" in message
+    assert str(SUBSET_ROOT) in message
+    assert len(no_download) == 1
+    # The choice the message offers works offline: the ci profile reads the subset.
+    monkeypatch.setenv(runtime.PROFILE_ENV, "ci")
+    assert data.load_split(True)[1].shape == (2000,)
+    assert len(no_download) == 1

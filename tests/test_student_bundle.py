@@ -1,12 +1,19 @@
 """The student bundle holds the course materials and nothing instructor-only."""
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import pkgutil
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+import pytest
+
+from cnn_course.runtime import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -71,3 +78,201 @@ def test_bundle_makefile_sets_up_the_lab_and_nothing_instructor_only(tmp_path):
         refused = subprocess.run(["make", "-n", target], cwd=bundle, capture_output=True,
                                  text=True)
         assert refused.returncode != 0 and "No rule to make target" in refused.stderr, target
+
+
+# --- the students' JupyterLab: nbgrader's Validate only, no news pop-up, the PROFILE choice
+
+LAB = ROOT / "lab"
+VALIDATE_PLUGIN = "@jupyter/nbgrader:validate-assignment"
+VALIDATE_SERVER = "nbgrader.server_extensions.validate_assignment"
+
+
+def nbgrader_lab_plugins() -> set[str]:
+    """Plugin ids declared by the nbgrader lab extension JupyterLab loads (its bundled code)."""
+    static = Path(sys.prefix, "share", "jupyter", "labextensions", "@jupyter", "nbgrader",
+                  "static")
+    return {plugin for js in static.glob("*.js")
+            for plugin in re.findall(r'"(@jupyter/nbgrader:[\w-]+)"', js.read_text())}
+
+
+def nbgrader_server_extensions() -> set[str]:
+    """nbgrader's server extensions: the package (all four) and each handler module."""
+    [package] = importlib.util.find_spec("nbgrader").submodule_search_locations
+    return {"nbgrader"} | {f"nbgrader.server_extensions.{module.name}" for module
+                           in pkgutil.iter_modules([str(Path(package, "server_extensions"))])}
+
+
+def student_config() -> tuple[set[str], set[str]]:
+    """(lab plugins, server extensions) that lab/student/ switches off."""
+    page = json.loads((LAB / "student" / "labconfig" / "page_config.json").read_text())
+    server = json.loads((LAB / "student" / "jupyter_server_config.json").read_text())
+    return ({plugin for plugin, off in page["disabledExtensions"].items() if off},
+            {name for name, on in server["ServerApp"]["jpserver_extensions"].items() if not on})
+
+
+def disabling_problems(disabled: set[str], declared: set[str], keep: str) -> list[str]:
+    """What is wrong with switching off ``disabled`` of ``declared``, all but ``keep``."""
+    problems = [f"{name} is not declared by the installed nbgrader"
+                for name in sorted(disabled - declared)]
+    problems += [f"{name} stays enabled" for name in sorted(declared - disabled - {keep})]
+    return problems + ([f"{keep} is switched off"] if keep in disabled else [])
+
+
+def test_students_keep_validate_and_lose_every_other_part_of_nbgrader():
+    plugins, servers = nbgrader_lab_plugins(), nbgrader_server_extensions()
+    assert {VALIDATE_PLUGIN, "@jupyter/nbgrader:assignment-list",
+            "@jupyter/nbgrader:course-list"} <= plugins
+    assert VALIDATE_SERVER in servers and len(servers) == 5
+    disabled_plugins, disabled_servers = student_config()
+    assert disabling_problems(disabled_plugins, plugins, VALIDATE_PLUGIN) == []
+    assert disabling_problems(disabled_servers, servers, VALIDATE_SERVER) == []
+
+
+def test_a_renamed_plugin_or_a_disabled_validate_is_detected():
+    plugins = nbgrader_lab_plugins()
+    disabled, _ = student_config()
+    renamed = disabled - {"@jupyter/nbgrader:course-list"} | {"@jupyter/nbgrader:courses"}
+    assert disabling_problems(renamed, plugins, VALIDATE_PLUGIN) == [
+        "@jupyter/nbgrader:courses is not declared by the installed nbgrader",
+        "@jupyter/nbgrader:course-list stays enabled",
+    ]
+    assert disabling_problems(disabled | {VALIDATE_PLUGIN}, plugins, VALIDATE_PLUGIN) == [
+        f"{VALIDATE_PLUGIN} is switched off"]
+
+
+def test_jupyter_applies_the_student_config_on_its_config_path(monkeypatch):
+    from jupyter_server.serverapp import ServerApp
+    from jupyterlab_server.config import get_page_config
+
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(LAB / "student"))
+    disabled_plugins, disabled_servers = student_config()
+    assert set(get_page_config([])["disabledExtensions"]) == disabled_plugins
+    app = ServerApp()
+    app.load_config_file()
+    app.find_server_extensions()
+    enabled = {name for name, on in app.jpserver_extensions.items() if on}
+    assert VALIDATE_SERVER in enabled and not enabled & disabled_servers
+
+
+def override_problems(overrides: dict) -> list[str]:
+    """Settings in ``overrides`` that the installed JupyterLab's schemas reject."""
+    import jsonschema
+
+    schemas = Path(sys.prefix, "share", "jupyter", "lab", "schemas")
+    problems = []
+    for plugin, settings in overrides.items():
+        package, _, name = plugin.partition(":")
+        path = schemas / package / f"{name}.json"
+        if not path.is_file():
+            problems.append(f"{plugin}: no such settings schema")
+            continue
+        try:
+            jsonschema.validate(settings, json.loads(path.read_text()))
+        except jsonschema.ValidationError as error:
+            problems.append(f"{plugin}: {error.message}")
+    return problems
+
+
+def test_lab_settings_switch_off_the_news_as_jupyterlab_defines_them():
+    overrides = json.loads((LAB / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    assert override_problems(overrides) == []
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    ({"@jupyterlab/apputils-extension:notification": {"fetchNews": False}}, "not of type"),
+    ({"@jupyterlab/apputils-extension:notification": {"fetchNews": "never"}}, "'never' is not"),
+    ({"@jupyterlab/apputils-extension:notification": {"fetchnews": "false"}}, "fetchnews"),
+    ({"@jupyterlab/apputils-extension:notifications": {"fetchNews": "false"}}, "no such"),
+])
+def test_a_misspelt_lab_setting_is_detected(overrides, problem):
+    found = override_problems(overrides)
+    assert len(found) == 1 and problem in found[0], found
+
+
+def fake_venv(bundle: Path, log: Path) -> None:
+    """A .venv whose python and jupyter only log how the Makefile calls them."""
+    bin_dir = bundle / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "jupyter"):
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $* | profile=$CNN_COURSE_PROFILE '
+                        f'| config=$JUPYTER_CONFIG_PATH" >> {log}\n')
+        tool.chmod(0o755)
+    stamp = bundle / ".venv" / ".installed"
+    stamp.touch()
+    later = (bundle / "requirements.txt").stat().st_mtime + 10
+    os.utime(stamp, (later, later))
+
+
+def run_make(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CNN_COURSE_PROFILE", "JUPYTER_CONFIG_PATH", "MAKEFLAGS")}
+    return subprocess.run(["make", *args], cwd=folder, capture_output=True, text=True, env=env)
+
+
+def test_bundle_lab_runs_with_student_config_news_off_and_the_chosen_profile(tmp_path):
+    bundle = build(tmp_path / "student")
+    log = tmp_path / "calls.txt"
+    fake_venv(bundle, log)
+    assert run_make(bundle, "lab").returncode == 0
+    data, lab = log.read_text().splitlines()
+    assert data == "python -m cnn_course --best-effort | profile= | config="
+    assert lab.startswith(f"jupyter lab --ServerApp.root_dir={bundle} ")
+    assert lab.endswith(f"| profile= | config={bundle}/lab/student")
+    installed = bundle / ".venv" / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    assert installed.read_text() == (LAB / "overrides.json").read_text()
+
+    log.unlink()
+    assert run_make(bundle, "lab", "PROFILE=ci").returncode == 0
+    [lab] = log.read_text().splitlines()  # ci reads the shipped subset: no data step
+    assert lab.startswith("jupyter lab ")
+    assert lab.endswith(f"| profile=ci | config={bundle}/lab/student")
+
+    log.unlink()
+    assert run_make(bundle, "lab", "PROFILE=cpu", "ROLE=instructor").returncode == 0
+    assert log.read_text().splitlines()[-1].endswith("| profile=cpu | config=")
+
+
+def test_make_refuses_an_unknown_profile_or_role(tmp_path):
+    bundle = build(tmp_path / "student")
+    refused = run_make(bundle, "-n", "lab", "PROFILE=gpu")
+    assert refused.returncode != 0
+    assert f"PROFILE must be one of {' '.join(PROFILES)}, not 'gpu'" in refused.stderr
+    refused = run_make(bundle, "-n", "lab", "ROLE=teacher")
+    assert refused.returncode != 0 and "ROLE must be student or instructor" in refused.stderr
+
+
+def test_the_repository_lab_keeps_the_instructors_nbgrader():
+    dry = run_make(ROOT, "-n", "lab")
+    assert dry.returncode == 0, dry.stderr
+    assert "jupyter lab" in dry.stdout and "JUPYTER_CONFIG_PATH" not in dry.stdout
+    assert "lab/overrides.json" in dry.stdout or (
+        ROOT / ".venv" / "share" / "jupyter" / "lab" / "settings" / "overrides.json").is_file()
+
+
+# --- the bundle's READMEs
+
+def test_bundle_readmes_are_the_students_and_list_every_notebook(tmp_path):
+    bundle = build(tmp_path / "student")
+    for folder in ("lectures", "exercises", "assignments"):
+        readme = (bundle / folder / "README.md").read_text()
+        assert readme != (ROOT / folder / "README.md").read_text()
+        for notebook in (bundle / folder).glob("*.ipynb"):
+            title = nbformat.read(notebook, as_version=4).cells[0].source.splitlines()[0]
+            assert f"- `{notebook.name}`: {title.lstrip('# ')}" in readme
+
+
+def test_leak_guard_refuses_readmes_that_point_at_instructor_material(tmp_path):
+    bundle = build(tmp_path / "student")
+    (bundle / "exercises" / "README.md").write_text(
+        "Generated from `solutions/`: never edit, Regenerate them, then run `make test`.\n")
+    (bundle / "README.md").write_text("See scripts/ and grader/ for the rest.\n")
+    found = leaks(bundle)
+    assert sorted(found) == sorted(
+        [f"exercises/README.md: points at {hit!r}, which students do not have"
+         for hit in ("Regenerat", "make test", "solutions/")]
+        + [f"README.md: points at {hit!r}, which students do not have"
+           for hit in ("grader/", "scripts/")])
+    (bundle / "lectures" / "notes.md").write_text("make test")  # only READMEs are checked
+    assert leaks(bundle) == found
