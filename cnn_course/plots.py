@@ -1,4 +1,4 @@
-"""Matplotlib figures the notebooks share: learning curves, image grids, confusion matrices."""
+"""Matplotlib figures the notebooks share: learning curves, image grids, maps, confusion matrices."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -57,23 +57,47 @@ def show_images(
 
 
 def show_maps(maps: torch.Tensor, columns: int = 8, title: str = "",
-              figsize: tuple[float, float] | None = None) -> plt.Figure:
-    """Activation maps ``[C, H, W]`` side by side, each with its own colour scale.
+              figsize: tuple[float, float] | None = None, signed: bool = False,
+              titles: Sequence[str] | None = None) -> plt.Figure:
+    """Maps ``[C, H, W]`` (activation maps or filters) side by side.
 
-    ``figsize`` (inches) defaults to 1.3 x 1.3 per map.
+    Panel ``i`` is titled ``titles[i]``, or ``i`` without ``titles``.
+
+    * ``signed=False``: every panel gets its own viridis scale, from its smallest value
+      (dark purple) to its largest (yellow). It shows where one map is strong or weak,
+      not the sign of a value, nor which of two maps is stronger.
+    * ``signed=True``: one diverging scale shared by all panels and symmetric around
+      zero, from ``-L`` (blue) through 0 (white) to ``+L`` (red), where ``L`` is the
+      largest absolute value in ``maps``; a colour bar on the right gives the numbers.
+      Colours then compare signs and sizes across panels. Every value is drawn as one
+      flat square (no smoothing, which would also mix colours across zero).
+
+    ``figsize`` (inches) defaults to 1.3 x 1.3 per map (plus room for the colour bar).
     """
     maps = maps.detach().cpu().numpy()
+    if titles is not None and len(titles) != len(maps):
+        raise ValueError(f"{len(titles)} titles for {len(maps)} maps")
     rows = -(-len(maps) // columns)
-    figsize = figsize or (1.3 * columns, 1.3 * rows)
+    figsize = figsize or (1.3 * columns + (0.8 if signed else 0.0), 1.3 * rows)
     fig, axes = plt.subplots(rows, columns, figsize=figsize, squeeze=False)
+    limit = float(abs(maps).max()) if maps.size else 0.0
+    limit = limit if limit > 0 else 1.0  # an all-zero input still gets a valid scale
+    scale = ({"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "interpolation": "nearest"} if signed
+             else {"cmap": "viridis"})
+    image = None
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(maps):
-            ax.imshow(maps[i], cmap="viridis")
-            ax.set_title(str(i), fontsize=7)
+            image = ax.imshow(maps[i], **scale)
+            ax.set_title(str(i) if titles is None else titles[i], fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if signed and image is not None:
+        right = 1 - 0.75 / figsize[0]  # keep 0.75 inch on the right for the colour bar
+        fig.tight_layout(rect=(0, 0, right, 1))
+        fig.colorbar(image, cax=fig.add_axes((right + 0.15 / figsize[0], 0.15, 0.12 / figsize[0], 0.7)))
+    else:
+        fig.tight_layout()
     return fig
 
 

@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import pytest
 import torch
 from torch import nn
 
@@ -61,3 +62,49 @@ def test_figures_are_drawn():
     assert len(maps.axes) == 8 and tuple(maps.get_size_inches()) == (5.2, 2.6)
     wide = show_maps(torch.rand(6, 7, 7), columns=6, figsize=(10, 2.2))
     assert tuple(wide.get_size_inches()) == (10, 2.2)
+
+
+def _images(figure):
+    """The imshow images of a figure, panel by panel."""
+    return [image for ax in figure.axes for image in ax.get_images()]
+
+
+def test_show_maps_unsigned_gives_every_panel_its_own_viridis_range_and_no_colour_bar():
+    maps = torch.stack([torch.linspace(-1, 3, 25).reshape(5, 5), torch.linspace(0, 0.5, 25).reshape(5, 5)])
+    figure = show_maps(maps, columns=2)
+    images = _images(figure)
+    assert len(figure.axes) == 2 and len(images) == 2
+    assert [image.get_clim() for image in images] == [(-1, 3), (0, 0.5)]
+    assert all(image.get_cmap().name == "viridis" and image.colorbar is None for image in images)
+
+
+def test_show_maps_signed_shares_one_symmetric_diverging_scale_with_a_colour_bar():
+    # panel 0 spans [-1, 3], panel 1 only positive values: a per-panel or min/max scale fails
+    maps = torch.stack([torch.linspace(-1, 3, 25).reshape(5, 5), torch.linspace(0, 0.5, 25).reshape(5, 5)])
+    figure = show_maps(maps, columns=4, signed=True)
+    panels = _images(figure)
+    assert len(panels) == 2 and len(figure.axes) == 4 + 1  # four panel slots and the colour bar
+    assert all(image.get_clim() == (-3, 3) for image in panels)
+    assert all(image.get_cmap().name == "RdBu_r" and image.get_interpolation() == "nearest"
+               for image in panels)
+    colour_bar = panels[-1].colorbar
+    assert colour_bar is not None and colour_bar.ax in figure.axes
+    assert colour_bar.vmin == -3 and colour_bar.vmax == 3
+    # zero is drawn white-ish, negative blue, positive red
+    zero, low, high = (panels[0].to_rgba(v) for v in (0.0, -3.0, 3.0))
+    assert min(zero[:3]) > 0.9
+    assert low[2] > low[0] and high[0] > high[2]
+    assert figure.get_size_inches()[0] > 4 * 1.3  # room for the colour bar
+
+
+def test_show_maps_signed_accepts_all_zero_maps():
+    figure = show_maps(torch.zeros(3, 4, 4), columns=3, signed=True)
+    assert all(image.get_clim() == (-1, 1) for image in _images(figure)[:3])
+
+
+def test_show_maps_titles_the_panels():
+    assert [ax.get_title() for ax in show_maps(torch.rand(3, 4, 4), columns=3).axes] == ["0", "1", "2"]
+    named = show_maps(torch.rand(2, 4, 4), columns=2, titles=["edge", "blur"], signed=True)
+    assert [ax.get_title() for ax in named.axes[:2]] == ["edge", "blur"]
+    with pytest.raises(ValueError, match="3 titles for 2 maps"):
+        show_maps(torch.rand(2, 4, 4), titles=["a", "b", "c"])
