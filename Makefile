@@ -5,9 +5,15 @@ include scripts/student/Makefile
 
 .PHONY: test bundle benchmark
 
+# Test-only packages (requirements-dev.txt), on top of the course's.
+DEV_STAMP := $(VENV)/.installed-dev
+$(DEV_STAMP): requirements-dev.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
 # The whole suite on the committed subset: unit tests, every lecture and solution
-# notebook under nbval, and the grader end to end.
-test: data
+# notebook under nbval, the grader end to end, and the course in a browser.
+test: data $(DEV_STAMP)
 	@command -v bwrap >/dev/null || { echo "make test grades submissions in the grader's sandbox: install it with 'sudo apt-get install bubblewrap'"; exit 1; }
 	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/grader $(BIN)/python -m pytest tests --nbval --nbval-current-env lectures solutions
 

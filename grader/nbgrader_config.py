@@ -61,6 +61,9 @@ c = get_config()  # noqa: F821 (provided by nbgrader)
 c.CourseDirectory.root = str(HERE)
 c.CourseDirectory.course_id = "cnn-course"
 c.CourseDirectory.db_url = GRADEBOOK_URL
+# The exchange (the Formgrader's Release and Collect) is a folder of the course, so that no
+# system folder is needed; its contents are git-ignored (exchange/README.md says more).
+c.Exchange.root = str(HERE / "exchange")
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 # Notes about the master's own stored run never reach students.

@@ -27,3 +27,17 @@ def no_download(monkeypatch):
 
     monkeypatch.setattr(data, "_download_with_torchvision", offline)
     return calls
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium under Selenium for the browser tests (tests/browser.py); skips,
+    saying what to install, where Chromium, chromedriver or Selenium is missing."""
+    import browser
+
+    reason = browser.missing_browser()
+    if reason:
+        pytest.skip(reason)
+    driver = browser.chrome()
+    yield driver
+    driver.quit()
