@@ -12,10 +12,12 @@ $(DEV_STAMP): requirements-dev.txt $(STAMP)
 	touch $(DEV_STAMP)
 
 # The whole suite on the committed subset: unit tests, every lecture and solution
-# notebook under nbval, the grader end to end, and the course in a browser.
+# notebook under nbval, the grader end to end, and the course in a browser. Two workers
+# (pytest-xdist), each module and notebook whole on one of them (tests/conftest.py).
 test: data $(DEV_STAMP)
 	@command -v bwrap >/dev/null || { echo "make test grades submissions in the grader's sandbox: install it with 'sudo apt-get install bubblewrap'"; exit 1; }
-	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/grader $(BIN)/python -m pytest tests --nbval --nbval-current-env lectures solutions
+	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/grader $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder \
+	  tests --nbval --nbval-current-env lectures solutions
 
 bundle: $(STAMP)
 	$(BIN)/python scripts/build_student_bundle.py build/student

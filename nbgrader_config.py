@@ -6,3 +6,6 @@ from pathlib import Path
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 c.CourseDirectory.root = str(Path(__file__).resolve().parent / "grader")
+# Formgrader's "Manage Assignments" panel would print the whole server configuration,
+# the lab's login token included.
+c.FormgradeExtension.debug = False

@@ -5,7 +5,10 @@
 (cell execution times, the progress bars' saved widget state), as
 scripts/generate_exercises.py does for exercises.
 
-``autograde``: ``RestoreDeletedTests`` puts a deleted test cell back after the nearest
+``autograde``: ``Preflight`` refuses to grade on a machine that cannot (no sandbox, no data
+of the grading profile, no GPU where one is required), wherever autograde was started:
+the command line checks this already in nbgrader_config.py, the Formgrader's autograde
+button only here. ``RestoreDeletedTests`` puts a deleted test cell back after the nearest
 earlier cell of the master that the submission still has. nbgrader 0.9.6's own
 re-insertion only looks for a preceding grade or solution cell and crashes (KeyError)
 when a locked explanation cell stands in between, as it does in this assignment.
@@ -22,10 +25,11 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import from_dict
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
-from traitlets import Float, Unicode
+from traitlets import Bool, Float, Unicode
 
 from cnn_course import get_profile
 from describe import describe_submission
+from preflight import problems
 from hidden_checks.runner import GraderError, Submission, run_checks
 from sandbox import Limits
 from sandboxed_kernel import SandboxedKernelManager
@@ -65,6 +69,26 @@ class ShortenErrors(NbGraderPreprocessor):
             if output.get("output_type") == "error":
                 output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
         return cell, resources
+
+
+class Preflight(NbGraderPreprocessor):
+    """Stop before a submission is graded when this machine cannot grade it fairly.
+
+    A refused submission stays ungraded ("needs autograding"), never a zero. The first
+    successful check holds for the rest of the process.
+    """
+
+    require_gpu = Bool(False, help="refuse to grade without a CUDA GPU").tag(config=True)
+    _ready = False
+
+    def preprocess(self, nb, resources):
+        if not Preflight._ready:
+            found = problems(self.require_gpu)
+            if found:
+                raise RuntimeError("this machine cannot grade yet, nobody was graded:\n  - "
+                                   + "\n  - ".join(found))
+            Preflight._ready = True
+        return nb, resources
 
 
 class RestoreDeletedTests(OverwriteCells):

@@ -43,7 +43,7 @@ if "autograde" in sys.argv[1:2]:
 
 sys.path.insert(0, str(HERE))
 from course_preprocessors import (  # noqa: E402
-    ClearRunMetadata, DropMasterOnlyCells, GradeOutsideKernel, RestoreDeletedTests,
+    ClearRunMetadata, DropMasterOnlyCells, GradeOutsideKernel, Preflight, RestoreDeletedTests,
     SandboxedExecute, ShortenErrors, StartDescribing,
 )
 from describe import visible_paths as kernel_visible_paths  # noqa: E402
@@ -89,7 +89,10 @@ c.Autograde.autograde_preprocessors = [
 # A deleted test cell is put back from the gradebook and graded, not scored 0 silently
 # (RestoreDeletedTests replaces nbgrader's OverwriteCells; its docstring says why).
 c.OverwriteCells.add_missing_cells = True
-c.Autograde.sanitize_preprocessors = [
+# Preflight first: the Formgrader's autograde button does not pass through the command
+# line's check above, so every submission is checked (once per process, when it passes).
+c.Preflight.require_gpu = REQUIRE_GPU
+c.Autograde.sanitize_preprocessors = [Preflight] + [
     RestoreDeletedTests if step is OverwriteCells else step
     for step in defaults(Autograde, "sanitize_preprocessors")
 ]

@@ -80,3 +80,34 @@ def test_an_unreadable_submission_is_kept_and_replaced_by_a_stand_in(tmp_path):
     assert "could not read the notebook" in stand_in.cells[0].source
     assert len(stand_in.cells) == 2
     assert set_aside_unreadable(tmp_path, ASSIGNMENT) == []  # idempotent
+
+
+def test_the_formgrader_path_checks_each_submission_too(monkeypatch):
+    """Formgrader's autograde button skips nbgrader_config.py's command-line check."""
+    import course_preprocessors
+    from course_preprocessors import Preflight
+
+    monkeypatch.setattr(Preflight, "_ready", False)
+    monkeypatch.setattr(course_preprocessors, "problems",
+                        lambda require_gpu: ["no sandbox here"] + ["no GPU"] * require_gpu)
+    with pytest.raises(RuntimeError, match="nobody was graded:\n  - no sandbox here$"):
+        Preflight().preprocess(nbformat.v4.new_notebook(), {})
+    with pytest.raises(RuntimeError, match="no GPU"):
+        Preflight(require_gpu=True).preprocess(nbformat.v4.new_notebook(), {})
+    assert not Preflight._ready
+    monkeypatch.setattr(course_preprocessors, "problems", lambda require_gpu: [])
+    notebook = nbformat.v4.new_notebook()
+    assert Preflight().preprocess(notebook, {}) == (notebook, {})
+    assert Preflight._ready
+
+
+def test_the_course_runs_preflight_before_anything_else():
+    from traitlets.config import Config, PyFileConfigLoader
+
+    config = Config()
+    loader = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT / "grader"))
+    loader.load_config()
+    config.merge(loader.config)
+    from course_preprocessors import Preflight
+
+    assert config.Autograde.sanitize_preprocessors[0] is Preflight
