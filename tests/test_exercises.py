@@ -4,8 +4,10 @@ Every self-check in ``cnn_course.selfcheck`` is run against a correct implementa
 (written here independently of the masters) and against deliberately wrong ones; a
 check must return ``False`` and print ``FAIL`` for each wrong one. Exercises 1 and 3 have
 a rule (no PyTorch convolution or pooling): solutions that break it must fail with the
-rule's message, and the masters' own solutions must pass. The student notebooks must be
-exactly what ``scripts/generate_exercises.py`` makes of the masters.
+rule's message, and the masters' own solutions must pass. Exercise 4's network is checked
+against a specification: networks written in several styles must pass it, and wrong ones
+must fail with a message that says what is wrong. The student notebooks must be exactly
+what ``scripts/generate_exercises.py`` makes of the masters.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn_course import NAIVE_MIN_TEST_ACCURACY, get_profile, selfcheck
+from cnn_course import NAIVE_MIN_TEST_ACCURACY, get_profile, selfcheck, trace
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -413,91 +415,230 @@ def test_pool_checks_pass_the_masters_loops(capsys):
     assert_pass(*run_check(selfcheck.check_avg_pool2d, avg_pool2d, capsys))
 
 
-# ----------------------------------------------------------------- naive net
-def make_net(blocks=((1, 64, 2, 2), (64, 128, 2, 2), (128, 256, 7, 1)), relu=(True, True, True),
-             hidden=128, final=True):
-    """A network class built like the lecture's, with the given deviations."""
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers = []
-            for (c_in, c_out, k, s), use_relu in zip(blocks, relu):
-                layers.append(nn.Conv2d(c_in, c_out, 3, 1, 1))
-                if use_relu:
-                    layers.append(nn.ReLU())
-                layers.append(nn.MaxPool2d(k, s))
-            head = [nn.Flatten(), nn.Linear(blocks[-1][1], hidden), nn.ReLU()]
-            if final:
-                head.append(nn.Linear(hidden, 10))
-            self.convlayers = nn.Sequential(*layers)
-            self.classifier = nn.Sequential(*head)
-
-        def forward(self, x):
-            return self.classifier(self.convlayers(x))
-
-    return Net
+# ------------------------------------------------- exercise 4: global pooling
+EXERCISE_4 = SOLUTIONS / "exercise_04_global_pooling_convnet.ipynb"
+CHANNELS = (32, 64, 128)
 
 
-class NetNotImplemented(nn.Module):
-    def __init__(self):
+def blocks(in_channels, channels=CHANNELS, relu=(True, True, True), pool=(True, True, True)):
+    """The three conv blocks as modules, with the given deviations."""
+    layers = []
+    for c_out, use_relu, use_pool in zip(channels, relu, pool):
+        layers += [nn.Conv2d(in_channels, c_out, 3, padding=1)]
+        layers += [nn.ReLU()] if use_relu else []
+        layers += [nn.MaxPool2d(2)] if use_pool else []
+        in_channels = c_out
+    return nn.Sequential(*layers)
+
+
+class GapModules(nn.Module):
+    """Modules in nn.Sequential, nn.AdaptiveAvgPool2d(1), a linear head."""
+
+    def __init__(self, in_channels=3, classes=10):
+        super().__init__()
+        self.features = blocks(in_channels)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class GapFunctional(nn.Module):
+    """An explicit forward with functions, pooling before the ReLU, a mean and a 1x1-conv head."""
+
+    def __init__(self, in_channels=3, classes=10):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, 3, padding=1) for c_in, c_out
+                                   in zip((in_channels,) + CHANNELS[:-1], CHANNELS))
+        self.out = nn.Conv2d(CHANNELS[-1], classes, 1)
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = F.relu(F.max_pool2d(conv(x), kernel_size=2, stride=2))
+        return self.out(x.mean(dim=(2, 3), keepdim=True)).flatten(1)
+
+
+class GapSequential(nn.Sequential):
+    """The whole network is one nn.Sequential; the 1x1 convolution comes before the average."""
+
+    def __init__(self, in_channels=3, classes=10):
+        super().__init__(blocks(in_channels), nn.Conv2d(CHANNELS[-1], classes, 1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def gap_variant(features=None, head=None):
+    """A GapModules class whose blocks or head are replaced by ``features(in_channels)`` /
+    ``head(classes)``."""
+
+    class Variant(GapModules):
+        def __init__(self, in_channels=3, classes=10):
+            super().__init__(in_channels, classes)
+            if features is not None:
+                self.features = features(in_channels)
+            if head is not None:
+                self.head = head(classes)
+
+    return Variant
+
+
+class GapGlobalMax(GapModules):
+    def forward(self, x):
+        return self.head[2](self.features(x).amax(dim=(2, 3)))
+
+
+class GapAvgPoolSizedFor32(GapModules):
+    """A 4x4 average pooling: global for 32x32 inputs only."""
+
+    def forward(self, x):
+        return self.head[2](F.avg_pool2d(self.features(x), 4).flatten(1))
+
+
+class GapFixedArguments(GapModules):
+    """Ignores its arguments: always 3 input channels and 10 classes."""
+
+    def __init__(self, in_channels=3, classes=10):
+        super().__init__()
+
+
+class GapNotImplemented(nn.Module):
+    def __init__(self, in_channels=3, classes=10):
         super().__init__()
         raise NotImplementedError()
 
 
-class NetForwardNotImplemented(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.convlayers = make_net()().convlayers
-
+class GapForwardNotImplemented(GapModules):
     def forward(self, x):
         raise NotImplementedError()
 
 
-def test_naive_convnet_check_passes_the_lecture_network(capsys):
-    assert_pass(*run_check(selfcheck.check_naive_convnet, make_net(), capsys))
-    from cnn_course import NaiveConvNet
-    result, out = run_check(selfcheck.check_naive_convnet, NaiveConvNet, capsys)
+def notebook_class(notebook: Path, name: str) -> type:
+    """The class ``name`` as defined by the code cell of ``notebook`` that defines it."""
+    namespace = {"torch": torch, "F": F, "nn": nn}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code" and f"class {name}(" in cell.source:
+            exec(cell.source, namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("net", [GapModules, GapFunctional, GapSequential],
+                         ids=lambda c: c.__name__)
+def test_gap_check_passes_correct_networks_in_any_style(net, capsys):
+    assert_pass(*run_check(selfcheck.check_gap_convnet, net, capsys))
+
+
+def test_gap_check_passes_the_masters_network(capsys):
+    master = notebook_class(EXERCISE_4, "GapConvNet")
+    result, out = run_check(selfcheck.check_gap_convnet, master, capsys)
     assert_pass(result, out)
-    assert "expected 403,850, got 403,850" in out
+    assert f"expected {selfcheck.gap_parameters(3, 10):,}, got" in out
 
 
-@pytest.mark.parametrize("wrong", [
-    make_net(relu=(True, False, True)),  # a missing ReLU: same shapes, same parameters
-    make_net(final=False),  # the last Linear missing: 128 outputs
-    make_net(blocks=((1, 64, 2, 2), (64, 128, 2, 2), (128, 256, 2, 2))),  # last pool 2: crashes
-    make_net(blocks=((1, 64, 2, 2), (64, 256, 2, 2), (256, 256, 7, 1))),  # 256 maps too early
-    make_net(blocks=((1, 64, 2, 2), (64, 256, 14, 1))),  # a whole block missing
-    make_net(hidden=100),
+@pytest.mark.parametrize("wrong, message", [
+    (gap_variant(head=lambda k: nn.Sequential(nn.Flatten(), nn.Linear(128 * 4 * 4, k))),
+     "FAIL output for 2 images 3x48x48, in_channels=3, classes=10: expected 2x10, your "
+     "network raised RuntimeError"),
+    (gap_variant(features=lambda c: blocks(c, channels=(32, 64, 64)),
+                 head=lambda k: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                              nn.Linear(64, k))),
+     "got 32x16x16, 64x8x8, 64x4x4"),
+    (gap_variant(features=lambda c: blocks(c, pool=(True, True, False))),
+     "expected 32x16x16, 64x8x8, 128x4x4, got 32x16x16, 64x8x8"),
+    (gap_variant(features=lambda c: blocks(c, relu=(False, True, True))),
+     "the input of convolution 2 has negative values: block 1 needs a ReLU"),
+    (gap_variant(features=lambda c: blocks(c, relu=(True, False, True))),
+     "the input of convolution 3 has negative values: block 2 needs a ReLU"),
+    (gap_variant(features=lambda c: blocks(c, relu=(True, True, False))),
+     "FAIL head: the output is one linear map"),
+    (GapGlobalMax, "FAIL head: the output is one linear map"),
+    (GapAvgPoolSizedFor32, "FAIL head: the output is one linear map"),
+    (gap_variant(head=lambda k: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                              nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, k))),
+     "FAIL head: the output is one linear map"),
+    (GapFixedArguments, "in_channels=1, classes=10: expected 2x10, your network raised"),
+    (GapFixedArguments, "in_channels=3, classes=7: expected 2x7, got 2x10"),
 ])
-def test_naive_convnet_check_fails_a_wrong_network(wrong, capsys):
-    assert_fail(*run_check(selfcheck.check_naive_convnet, wrong, capsys))
+def test_gap_check_fails_a_wrong_network_and_says_why(wrong, message, capsys):
+    result, out = run_check(selfcheck.check_gap_convnet, wrong, capsys)
+    assert_fail(result, out)
+    assert message in out, out
 
 
-def test_naive_convnet_check_reports_the_parameter_totals(capsys):
-    _, out = run_check(selfcheck.check_naive_convnet, make_net(hidden=100), capsys)
-    assert "FAIL total parameters: expected 403,850, got " in out
+def test_gap_check_hints_at_global_pooling_and_counts_parameters(capsys):
+    flat = gap_variant(head=lambda k: nn.Sequential(nn.Flatten(), nn.Linear(128 * 4 * 4, k)))
+    _, out = run_check(selfcheck.check_gap_convnet, flat, capsys)
+    assert "(pool globally, so that any image size gives one value per channel)" in out
+    assert (f"FAIL parameters with in_channels=3, classes=10: expected "
+            f"{selfcheck.gap_parameters(3, 10):,}, got ") in out
 
 
-def test_training_check_uses_the_profile_thresholds(capsys):
-    thresholds = NAIVE_MIN_TEST_ACCURACY
-    assert thresholds["full"] >= 0.90 and thresholds["full"] >= thresholds["cpu"] >= thresholds["ci"] > 0.1
+@pytest.mark.parametrize("net", [GapNotImplemented, GapForwardNotImplemented])
+def test_gap_check_reports_not_implemented(net, capsys):
+    result, out = run_check(selfcheck.check_gap_convnet, net, capsys)
+    assert_fail(result, out)
+    assert "not implemented yet" in out and "NotImplementedError" in out
+    assert len(out.splitlines()) == 2, out  # one explanation, one summary
+
+
+def test_gap_check_leaves_the_random_state_alone(capsys):
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    selfcheck.check_gap_convnet(GapModules)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_gap_spec_matches_an_independent_network():
+    """The spec's formulas against PyTorch: shapes by forward hooks, parameters by counting."""
+    for in_channels, classes in [(3, 10), (1, 10), (3, 7)]:
+        model = GapModules(in_channels, classes)
+        assert selfcheck.gap_parameters(in_channels, classes) == sum(
+            p.numel() for p in model.parameters())
+    for side in (selfcheck.GAP_SIDE, selfcheck.GAP_HEAD_SIDE, 28):
+        pooled = [row.output_shape for row in trace(GapModules(), (3, side, side))
+                  if row.kind == "MaxPool2d"]
+        assert pooled == selfcheck.gap_pooled_shapes(side)
+
+
+def test_exercise_4_states_the_spec_that_the_check_uses():
+    text = "".join(c.source for c in nbformat.read(EXERCISE_4, 4).cells
+                   if c.cell_type == "markdown")
+    assert ", ".join(map(str, selfcheck.GAP_CHANNELS)) in text
+    for block, shape in enumerate(selfcheck.gap_pooled_shapes(), 1):
+        assert f"| block {block} | {' × '.join(map(str, shape))} |" in text
+    assert f"| global average pooling | {selfcheck.GAP_CHANNELS[-1]} |" in text
+    assert f"{selfcheck.GAP_SIDE} × {selfcheck.GAP_SIDE}" in text
+    for in_channels in (3, 1):
+        assert f"{selfcheck.gap_parameters(in_channels, 10):,} parameters" in text
+
+
+def test_training_check_uses_the_exercise_thresholds(capsys):
+    thresholds = selfcheck.GAP_MIN_TEST_ACCURACY
+    assert thresholds["full"] >= thresholds["cpu"] >= thresholds["ci"] > 0.1
     ci = get_profile("ci")
-    assert_fail(*run_check(lambda acc: selfcheck.check_training(acc, ci), 0.3, capsys))
-    result, out = run_check(lambda acc: selfcheck.check_training(acc, get_profile("full")), 0.89, capsys)
-    assert result is False and "expected at least 0.90 (profile full), got 0.8900" in out
-    result, out = run_check(lambda acc: selfcheck.check_training(acc, ci), 0.95, capsys)
+    assert_fail(*run_check(lambda acc: selfcheck.check_training(acc, ci), thresholds["ci"] - 0.01,
+                           capsys))
+    result, out = run_check(lambda acc: selfcheck.check_training(acc, get_profile("full")),
+                            thresholds["full"] - 0.01, capsys)
+    assert result is False
+    assert f"expected at least {thresholds['full']:.2f} (profile full), got " in out
+    result, out = run_check(lambda acc: selfcheck.check_training(acc, ci), thresholds["ci"], capsys)
     assert result is True and out.startswith("PASS")
 
 
-def test_lecture_and_exercise_state_the_one_threshold_table():
+def test_exercise_4_states_its_thresholds():
+    text = "".join(c.source for c in nbformat.read(EXERCISE_4, 4).cells
+                   if c.cell_type == "markdown")
+    for value in selfcheck.GAP_MIN_TEST_ACCURACY.values():
+        assert f"{value:.2f}" in text, value
+
+
+def test_lecture_4_states_its_threshold_table():
     lecture = nbformat.read(ROOT / "lectures" / "04_naive_convnet.ipynb", as_version=4)
     code = "".join(c.source for c in lecture.cells if c.cell_type == "code")
     assert "NAIVE_MIN_TEST_ACCURACY[profile.name]" in code
-    for notebook in (lecture, nbformat.read(SOLUTIONS / "exercise_04_naive_convnet.ipynb", 4)):
-        text = "".join(c.source for c in notebook.cells if c.cell_type == "markdown")
-        for value in NAIVE_MIN_TEST_ACCURACY.values():
-            assert f"{value:.2f}" in text, value
+    text = "".join(c.source for c in lecture.cells if c.cell_type == "markdown")
+    for value in NAIVE_MIN_TEST_ACCURACY.values():
+        assert f"{value:.2f}" in text, value
 
 
 # ------------------------------------------- unfinished exercises fail politely
@@ -509,13 +650,6 @@ def test_checks_report_not_implemented_without_raising(check, capsys):
     assert_fail(result, out)
     assert "not implemented yet" in out and "NotImplementedError" in out
     assert len(out.splitlines()) == 2, out  # one explanation, one summary: no wall of FAILs
-
-
-@pytest.mark.parametrize("net", [NetNotImplemented, NetForwardNotImplemented])
-def test_naive_convnet_check_reports_not_implemented(net, capsys):
-    result, out = run_check(selfcheck.check_naive_convnet, net, capsys)
-    assert_fail(result, out)
-    assert "not implemented yet" in out
 
 
 def test_checks_report_other_exceptions(capsys):
