@@ -29,8 +29,8 @@ from traitlets import Bool, Float, Unicode
 
 from cnn_course import get_profile
 from describe import describe_submission
-from preflight import problems
 from hidden_checks.runner import GraderError, Submission, run_checks
+from preflight import refusal
 from sandbox import Limits
 from sandboxed_kernel import SandboxedKernelManager
 
@@ -83,10 +83,9 @@ class Preflight(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         if not Preflight._ready:
-            found = problems(self.require_gpu)
-            if found:
-                raise RuntimeError("this machine cannot grade yet, nobody was graded:\n  - "
-                                   + "\n  - ".join(found))
+            message = refusal(self.require_gpu)
+            if message:
+                raise RuntimeError(message)
             Preflight._ready = True
         return nb, resources
 

@@ -29,12 +29,11 @@ DESCRIBE_SECONDS = 60.0
 
 if "autograde" in sys.argv[1:2]:
     sys.path.insert(0, str(HERE))
-    from preflight import problems  # noqa: E402
+    from preflight import refusal  # noqa: E402
 
-    found = problems(REQUIRE_GPU)
-    if found:
-        raise SystemExit("grader/nbgrader_config.py: this machine cannot grade yet, nobody "
-                         "was graded:\n  - " + "\n  - ".join(found))
+    message = refusal(REQUIRE_GPU)
+    if message:
+        raise SystemExit(f"grader/nbgrader_config.py: {message}")
     from unreadable import set_aside_unreadable  # noqa: E402
 
     for path in set_aside_unreadable(HERE, "assignment_cnn"):

@@ -35,3 +35,10 @@ def problems(require_gpu: bool) -> list[str]:
         found.append("the full grading profile trains at the papers' resolutions and needs a "
                      "CUDA GPU: set CNN_COURSE_PROFILE=cpu on this machine")
     return found
+
+
+def refusal(require_gpu: bool) -> str | None:
+    """The message that stops grading on this machine, or None when it is ready."""
+    found = problems(require_gpu)
+    return ("this machine cannot grade yet, nobody was graded:\n  - " + "\n  - ".join(found)
+            if found else None)

@@ -84,18 +84,17 @@ def test_an_unreadable_submission_is_kept_and_replaced_by_a_stand_in(tmp_path):
 
 def test_the_formgrader_path_checks_each_submission_too(monkeypatch):
     """Formgrader's autograde button skips nbgrader_config.py's command-line check."""
-    import course_preprocessors
     from course_preprocessors import Preflight
 
     monkeypatch.setattr(Preflight, "_ready", False)
-    monkeypatch.setattr(course_preprocessors, "problems",
+    monkeypatch.setattr(preflight, "problems",
                         lambda require_gpu: ["no sandbox here"] + ["no GPU"] * require_gpu)
     with pytest.raises(RuntimeError, match="nobody was graded:\n  - no sandbox here$"):
         Preflight().preprocess(nbformat.v4.new_notebook(), {})
     with pytest.raises(RuntimeError, match="no GPU"):
         Preflight(require_gpu=True).preprocess(nbformat.v4.new_notebook(), {})
     assert not Preflight._ready
-    monkeypatch.setattr(course_preprocessors, "problems", lambda require_gpu: [])
+    monkeypatch.setattr(preflight, "problems", lambda require_gpu: [])
     notebook = nbformat.v4.new_notebook()
     assert Preflight().preprocess(notebook, {}) == (notebook, {})
     assert Preflight._ready
