@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -28,6 +29,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     items.sort(key=rank)  # stable: the order within each module is kept
 
+def in_ci() -> bool:
+    """True in CI (`CI=true`, set by `.ci/run` and by CI services), where every system
+    dependency of the suite is installed, so a missing one is a failure."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require(reason: str) -> NoReturn:
+    """A system dependency (bubblewrap, Chromium and its driver, the full FashionMNIST) is
+    missing, as `reason` says (with what to install): fail in CI, skip elsewhere."""
+    if in_ci():
+        pytest.fail(f"CI=true and a dependency of this test is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def no_download(monkeypatch):
     """Make torchvision's download fail as it does offline, and count the attempts."""
@@ -46,12 +61,12 @@ def no_download(monkeypatch):
 @pytest.fixture(scope="session")
 def chromium():
     """Headless Chromium under Selenium for the browser tests (tests/browser.py); skips,
-    saying what to install, where Chromium, chromedriver or Selenium is missing."""
+    saying what to install, where Chromium, chromedriver or Selenium is missing (fails in CI)."""
     import browser
 
     reason = browser.missing_browser()
     if reason:
-        pytest.skip(reason)
+        require(reason)
     driver = browser.chrome()
     yield driver
     driver.quit()

@@ -13,6 +13,7 @@ from cnn_course.data import (
     locate_fashion_mnist, raw_folder, read_idx, write_idx,
 )
 from cnn_course.runtime import PROFILES, Profile
+from conftest import require
 
 
 def fake_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,14 +129,34 @@ def test_committed_subset_is_class_balanced():
 
 
 def test_subset_is_drawn_from_the_full_set(no_download):
+    """Needs the full set: skips where it is absent (fails in CI); a damaged one fails."""
     try:
         full = raw_folder(locate_fashion_mnist())
-    except (DataNotFoundError, CorruptDataError):
-        pytest.skip("the full FashionMNIST is not on this machine")
+    except DataNotFoundError as error:  # CorruptDataError is not caught: a failure
+        require(f"the full FashionMNIST is not on this machine: {error}")
     full_images = read_idx(full / FILES[("test", "images")])
     keep = balanced_indices(read_idx(full / FILES[("test", "labels")]), 500)
     assert np.array_equal(full_images[keep], read_idx(raw_folder(SUBSET_ROOT) / FILES[("test", "images")]))
 
+
+
+def test_full_set_test_fails_on_a_damaged_set_and_skips_only_on_absence(tmp_path, monkeypatch,
+                                                                          no_download):
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "course-data"))
+    monkeypatch.setattr(data, "_unpack_debian", lambda *_args: False)  # no Debian package
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not on this machine"):
+        test_subset_is_drawn_from_the_full_set(no_download)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true.*not on this machine"):
+        test_subset_is_drawn_from_the_full_set(no_download)
+    raw = raw_folder(tmp_path / "course-data")
+    write_fake_set(raw)
+    damaged = raw / FILES[("test", "images")]
+    damaged.write_bytes(damaged.read_bytes()[:-7])
+    monkeypatch.delenv("CI")
+    with pytest.raises(CorruptDataError, match="t10k-images-idx3-ubyte"):
+        test_subset_is_drawn_from_the_full_set(no_download)
 
 def test_profile_limit_keeps_classes_balanced():
     small = Profile("tiny", "test", subset=True, train_size=100, test_size=30)
