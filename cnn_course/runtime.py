@@ -14,7 +14,7 @@ class Profile:
     """How much data and which image sizes a run uses.
 
     ``train_size``/``test_size`` of ``None`` mean the whole split. ``subset``
-    selects the small FashionMNIST subset committed to the repository.
+    selects the small FashionMNIST subset shipped in ``cnn_course/fashion_mnist_subset``.
     ``image_sizes`` maps a model family to the side length it is trained at.
     """
 
@@ -55,7 +55,8 @@ PROFILES: dict[str, Profile] = {
     ),
     "ci": Profile(
         name="ci",
-        description="tests: the committed 2,000/500 subset, tiny resolutions",
+        description="quick runs: the 2,000/500-image subset that comes with the course, "
+                    "small resolutions",
         subset=True,
         train_size=None,
         test_size=None,

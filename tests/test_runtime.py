@@ -51,3 +51,11 @@ def test_automatic_profile_follows_the_device(monkeypatch, cuda, expected):
 def test_describe_run_names_profile_and_device():
     line = describe_run(PROFILES["ci"], torch.device("cpu"))
     assert line.startswith("profile: ci (") and "device: cpu" in line and torch.__version__ in line
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_profile_descriptions_speak_to_students(name):
+    """Every notebook prints the description first: it must not point at the course's test
+    suite or its repository, which students do not have."""
+    text = PROFILES[name].description.lower()
+    assert not any(word in text for word in ("test", "commit", "repositor", "ci")), text
