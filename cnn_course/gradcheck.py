@@ -1,7 +1,9 @@
 """Gradient checking, CS231n style, and the backward pass of a convolution from scratch.
 
 ``conv2d_backward`` computes the three gradients of ``F.conv2d`` without autograd;
-``numerical_gradient`` and ``gradient_check`` compare any gradient with centred
+``conv_transpose2d_scratch`` computes its input gradient the other way round, as the
+transposed convolution ``F.conv_transpose2d`` does (every value stamps a scaled copy of
+the filter); ``numerical_gradient`` and ``gradient_check`` compare any gradient with centred
 differences. Run checks in float64: in float32 the rounding error of a difference
 quotient alone is far above the 1e-6 that a correct gradient reaches in float64.
 """
@@ -52,6 +54,36 @@ def conv2d_backward(
     dx_padded = F.pad(dx_covered, (0, x_padded.shape[3] - covered_w, 0, x_padded.shape[2] - covered_h))
     dx = dx_padded[:, :, padding:padding + h, padding:padding + w]
     return dx, dweight, dbias
+
+
+def conv_transpose2d_scratch(
+    y: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0, output_padding: int = 0,
+) -> torch.Tensor:
+    """``F.conv_transpose2d(y, weight, None, stride, padding, output_padding)`` by stamping.
+
+    ``y`` is ``[N, K, H, W]``, ``weight`` ``[K, C, Fh, Fw]`` (laid out as for ``F.conv2d``
+    from C to K channels). Every value ``y[n, k, i, j]`` adds the filter ``weight[k]``,
+    scaled by it, onto a canvas at rows ``i*S .. i*S + Fh - 1`` and columns
+    ``j*S .. j*S + Fw - 1``; overlapping copies add up. The canvas is the padded input of
+    the convolution, so ``padding`` rows/columns are cut off each side at the end.
+    ``output_padding`` adds rows/columns at the bottom/right of the canvas first, so the
+    output is ``(H - 1)*S - 2P + Fh + output_padding`` high: a stride maps several input
+    sizes to one output size, and this picks which. With ``y = dY`` the result is the input
+    gradient ``dX`` of the convolution, and no flipped filter appears anywhere.
+    """
+    n, k, h, w = y.shape
+    k_w, c, fh, fw = weight.shape
+    if k != k_w:
+        raise ValueError(f"y has {k} channels, the filters expect {k_w}")
+    if not 0 <= output_padding < stride:
+        raise ValueError(f"output_padding must lie in [0, stride), got {output_padding} with stride {stride}")
+    canvas = y.new_zeros(n, c, (h - 1) * stride + fh + output_padding, (w - 1) * stride + fw + output_padding)
+    for u in range(fh):
+        for v in range(fw):
+            # filter tap (u, v) of every stamp lands on rows u, u + S, ..., columns v, v + S, ...
+            canvas[:, :, u:u + (h - 1) * stride + 1:stride, v:v + (w - 1) * stride + 1:stride] += \
+                torch.einsum("nkij,kc->ncij", y, weight[:, :, u, v])
+    return canvas[:, :, padding:canvas.shape[2] - padding, padding:canvas.shape[3] - padding]
 
 
 def random_indices(shape: Sequence[int], count: int, seed: int = 0) -> list[Index]:

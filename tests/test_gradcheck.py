@@ -61,7 +61,10 @@ def wrong_backwards(x, weight, grad_out, stride, padding):
     return [
         # flipping an already flipped kernel: dX from the unflipped kernel
         ("unflipped kernel", 0, conv2d_backward(grad_out, x, weight.flip(-2, -1), stride, padding)[0]),
-        ("transposed kernel", 0, conv2d_backward(grad_out, x, weight.transpose(-2, -1), stride, padding)[0]),
+        # conv2d_backward flips what it is given: hand it the transposed kernel flipped, and
+        # it uses the transposed kernel where the flipped one belongs
+        ("transposed kernel", 0,
+         conv2d_backward(grad_out, x, weight.transpose(-2, -1).flip(-2, -1), stride, padding)[0]),
         ("dW of the first image only", 1, conv2d_backward(grad_out[:1], x[:1], weight, stride, padding)[1]),
         ("bias without the sum over the batch", 2, grad_out[0].sum(dim=(1, 2))),
         ("bias averaged instead of summed", 2, grad_out.mean(dim=(0, 2, 3))),
