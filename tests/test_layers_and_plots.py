@@ -108,3 +108,98 @@ def test_show_maps_titles_the_panels():
     assert [ax.get_title() for ax in named.axes[:2]] == ["edge", "blur"]
     with pytest.raises(ValueError, match="3 titles for 2 maps"):
         show_maps(torch.rand(2, 4, 4), titles=["a", "b", "c"])
+
+
+# Class activation maps (cnn_course.cam) on networks built as exercise 4 asks.
+class _GapSequential(nn.Module):
+    def __init__(self, in_channels=1, classes=10):
+        super().__init__()
+        layers = []
+        for out_channels in (32, 64, 128):
+            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class _GapFunctional(nn.Module):
+    """Pooling before the ReLU, a mean instead of a pooling module, a 1x1 convolution head."""
+
+    def __init__(self, in_channels=1, classes=10):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1)
+                                   for i, o in ((in_channels, 32), (32, 64), (64, 128)))
+        self.out = nn.Conv2d(128, classes, 1)
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = torch.relu(torch.nn.functional.max_pool2d(conv(x), 2))
+        return self.out(x.mean(dim=(2, 3), keepdim=True)).flatten(1)
+
+
+def _maps_of(model_class, side=28):
+    """The model (seeded, its head's bias far from zero so that forgetting it shows) and
+    gap_network_maps' (maps, logits, bias, features) for six random images."""
+    from cnn_course.cam import gap_network_maps
+    torch.manual_seed(0)
+    model = model_class()
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "bias", None) is not None and m.bias.shape == (10,):
+                m.bias.copy_(torch.linspace(-2, 2, 10))
+    return model, gap_network_maps(model, torch.rand(6, 1, side, side))
+
+
+@pytest.mark.parametrize("model_class", [_GapSequential, _GapFunctional])
+@pytest.mark.parametrize("side", [28, 40])
+def test_class_score_is_the_mean_of_its_activation_map_plus_the_bias(model_class, side):
+    from cnn_course.cam import score_gap
+    _, (maps, logits, bias, features) = _maps_of(model_class, side)
+    blocks = side // 8
+    assert maps.shape == (6, 10, blocks, blocks) and features.shape == (6, 128, blocks, blocks)
+    assert score_gap(maps, logits, bias) < 1e-5
+    assert logits.abs().max() > 0.1  # the identity is not met by all-zero scores
+
+
+def _wrong_row(features, weight):
+    from cnn_course.cam import class_activation_maps
+    return class_activation_maps(features, weight.roll(1, dims=0))
+
+
+def _no_weights(features, weight):
+    return features.sum(dim=1, keepdim=True).expand(-1, weight.shape[0], -1, -1)
+
+
+def _weights_of_the_predicted_class_only(features, weight):
+    from cnn_course.cam import class_activation_maps
+    return class_activation_maps(features, weight[:1].expand_as(weight))
+
+
+def _before_relu(features, weight):
+    from cnn_course.cam import class_activation_maps
+    return class_activation_maps(features - features.mean(), weight)
+
+
+@pytest.mark.parametrize("bug", [_wrong_row, _no_weights, _weights_of_the_predicted_class_only,
+                                 _before_relu])
+def test_planted_bugs_in_the_maps_break_the_identity(bug):
+    from cnn_course.cam import linear_head, score_gap
+    model, (maps, logits, bias, features) = _maps_of(_GapSequential)
+    weight, _ = linear_head(model)
+    assert score_gap(maps, logits, bias) < 1e-5
+    assert score_gap(bug(features, weight), logits, bias) > 1e-2
+
+
+def test_forgetting_the_bias_breaks_the_identity():
+    from cnn_course.cam import score_gap
+    _, (maps, logits, bias, _) = _maps_of(_GapSequential)
+    assert score_gap(maps, logits, None) > 1
+
+
+def test_maps_need_a_global_average_pooling_head():
+    from cnn_course.cam import gap_network_maps
+    with pytest.raises(ValueError, match=r"features \[N, K, H, W\] and weight \[C, K\]"):
+        gap_network_maps(NaiveConvNet(), torch.rand(2, 1, 28, 28))
