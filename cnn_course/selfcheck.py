@@ -18,11 +18,20 @@ the PyTorch functions that would do the work are replaced by stubs that raise
 
 Printed lines are stable from run to run (no timings, relative errors shown against
 their bound) so that nbval can compare them exactly.
+
+While nbgrader executes a notebook (its Validate button, ``NBGRADER_EXECUTION`` set), a
+check that does not pass also writes its ``FAIL`` lines to stderr (:func:`_reported`).
+The student copies mark the self-check cells as nbgrader test cells (0 points), and
+nbgrader counts a test cell with stderr output as failed and shows that text: Validate
+then fails an unfinished exercise and names the failing check, while Run All, outside
+nbgrader, still shows each failure once and never stops.
 """
 from __future__ import annotations
 
 import functools
+import io
 import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +44,7 @@ from torch.overrides import TorchFunctionMode
 from .layers import count_parameters, relative_error, trace
 from .models import NaiveConvNet
 from .runtime import Profile, get_profile
+from .train import grading
 
 TOLERANCE = 1e-5
 
@@ -208,10 +218,50 @@ def _summary(name: str, passed: int, total: int) -> bool:
     return ok
 
 
+class _Tee(io.TextIOBase):
+    """Writes through to ``stream`` and keeps a copy of the text."""
+
+    def __init__(self, stream) -> None:
+        super().__init__()
+        self.stream, self.parts = stream, []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _reported(check: Callable[..., bool]) -> Callable[..., bool]:
+    """Under nbgrader (Validate), a failing check also writes its FAIL lines to stderr,
+    headed by the check's name, so that nbgrader reports the cell as failed and says why."""
+
+    @functools.wraps(check)
+    def run(*args, **kwargs) -> bool:
+        if not grading():
+            return check(*args, **kwargs)
+        tee = _Tee(sys.stdout)
+        original, sys.stdout = sys.stdout, tee
+        try:
+            ok = check(*args, **kwargs)
+        finally:
+            sys.stdout = original
+        if not ok:
+            fails = [line for line in "".join(tee.parts).splitlines() if line.startswith("FAIL")]
+            sys.stderr.write(f"self-check {check.__name__} failed:\n" +
+                             "".join(f"  {line}\n" for line in fails))
+            sys.stderr.flush()
+        return ok
+
+    return run
+
+
 def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@_reported
 def check_conv2d(conv2d: Callable[..., torch.Tensor], seed: int = 0) -> bool:
     """Compare ``conv2d(x, weight, bias, stride=, padding=)`` with ``F.conv2d``.
 
@@ -272,6 +322,7 @@ def _compare(
     return ok
 
 
+@_reported
 def check_output_size(conv_output_size: Callable[..., int]) -> bool:
     """Compare ``conv_output_size(n, f, stride, padding, dilation)`` with ``nn.Conv2d``.
 
@@ -335,6 +386,7 @@ def _keeping_padding(f: int, dilation: int) -> int | None:
     return None
 
 
+@_reported
 def check_same_padding(same_padding: Callable[..., int]) -> bool:
     """Compare ``same_padding(f, dilation)`` with the padding that keeps the size in ``nn.Conv2d``.
 
@@ -383,11 +435,13 @@ def _check_pool(
     return _summary(f"{name} matches nn.{reference.__name__}", passed, len(POOL_CASES))
 
 
+@_reported
 def check_max_pool2d(max_pool2d: Callable[..., torch.Tensor], seed: int = 1) -> bool:
     """Compare ``max_pool2d(x, kernel_size, stride)`` with ``nn.MaxPool2d`` under ``POOL_RULE``."""
     return _check_pool(max_pool2d, nn.MaxPool2d, "max_pool2d", seed)
 
 
+@_reported
 def check_avg_pool2d(avg_pool2d: Callable[..., torch.Tensor], seed: int = 2) -> bool:
     """Compare ``avg_pool2d(x, kernel_size, stride)`` with ``nn.AvgPool2d`` under ``POOL_RULE``."""
     return _check_pool(avg_pool2d, nn.AvgPool2d, "avg_pool2d", seed)
@@ -555,6 +609,7 @@ def _check_head(out: object, pooled: list[torch.Tensor], classes: int) -> bool:
     return ok
 
 
+@_reported
 def check_gap_convnet(model_class: Callable[..., nn.Module], seed: int = 4) -> bool:
     """Check exercise 4's ``GapConvNet(in_channels, classes)`` against its specification.
 
@@ -604,6 +659,7 @@ def check_gap_convnet(model_class: Callable[..., nn.Module], seed: int = 4) -> b
     return _summary(f"{name} meets the specification", passed, total)
 
 
+@_reported
 def check_training(test_accuracy: float, profile: Profile | None = None) -> bool:
     """Pass when exercise 4's final test accuracy reaches ``GAP_MIN_TEST_ACCURACY[profile]``."""
     profile = profile or get_profile()
@@ -614,6 +670,7 @@ def check_training(test_accuracy: float, profile: Profile | None = None) -> bool
     return ok
 
 
+@_reported
 def check_naive_convnet_sizes(sizes: Sequence[int]) -> bool:
     """Compare a list of side lengths (input first) with those of :class:`NaiveConvNet`.
 

@@ -10,6 +10,11 @@ For every ``solutions/exercise_*.ipynb`` this writes ``exercises/<same name>``:
 * cells tagged ``master-only`` (e.g. the note on which machine produced the outputs)
   are removed;
 * ``# NBVAL_IGNORE_OUTPUT`` lines (meant for testing the masters) are dropped;
+* every code cell that calls a self-check (``selfcheck.check_...``) becomes an nbgrader
+  test cell worth 0 points (``grade``, ``locked``, a ``grade_id`` named after the checks,
+  nbgrader's checksum): nbgrader's Validate button judges only such cells, and a check
+  that fails under nbgrader writes its FAIL lines to stderr (``cnn_course.selfcheck``), so
+  Validate fails an unfinished exercise and names the failing check;
 * outputs, execution counts and execution metadata are cleared, and the notebook
   metadata is reduced to the kernel and the language name, so that re-executing a
   master on another machine does not change its student version.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The master-only tag and the run metadata are the assignment generator's (nbgrader) too.
 sys.path.insert(0, str(ROOT / "grader"))
 from course_preprocessors import MASTER_ONLY_TAG, RUN_METADATA  # noqa: E402
+from nbgrader.utils import compute_checksum  # noqa: E402
 
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
@@ -40,6 +47,7 @@ PATTERN = "exercise_*.ipynb"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 NBVAL_MARKERS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_CHECK_OUTPUT", "# NBVAL_SKIP")
+SELFCHECK_CALL = re.compile(r"\bselfcheck\.check_(\w+)\(")
 
 
 class MarkupError(ValueError):
@@ -87,6 +95,22 @@ def count_solution_regions(master: nbformat.NotebookNode) -> int:
     return total
 
 
+def mark_test_cell(cell: nbformat.NotebookNode) -> bool:
+    """Make a code cell that calls self-checks an nbgrader test cell worth 0 points.
+
+    Returns whether the cell calls a self-check. The grade_id is ``selfcheck_`` and the
+    checks' names (``selfcheck_conv2d``); the checksum lets Validate notice an edited check.
+    """
+    names = SELFCHECK_CALL.findall(cell.source) if cell.cell_type == "code" else []
+    if not names:
+        return False
+    cell.metadata["nbgrader"] = {
+        "grade": True, "grade_id": "selfcheck_" + "_".join(dict.fromkeys(names)),
+        "locked": True, "points": 0, "schema_version": 3, "solution": False, "task": False}
+    cell.metadata["nbgrader"]["checksum"] = compute_checksum(cell)
+    return True
+
+
 def student_version(master: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """The student notebook made from ``master`` (which is left unchanged)."""
     nb = copy.deepcopy(master)
@@ -104,6 +128,7 @@ def student_version(master: nbformat.NotebookNode, name: str = "notebook") -> nb
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+        mark_test_cell(cell)
         cells.append(cell)
     nb.cells = cells
     # Only what does not depend on the machine that last executed the master: not the

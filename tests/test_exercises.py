@@ -796,3 +796,89 @@ def test_unfinished_student_notebooks_fail_politely(tmp_path, monkeypatch):
                 assert error.ename == "NotImplementedError", (
                     f"{student.name}: {error.ename}: {error.evalue} in {cell.source!r}")
         assert checks >= 1, student.name
+
+
+# ------------------------------------------------ nbgrader's Validate on the exercises
+def test_a_failing_check_names_itself_on_stderr_only_under_nbgrader(monkeypatch, capsys):
+    """nbgrader counts a test cell with stderr output as failed and shows that text."""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert selfcheck.check_conv2d(not_implemented) is False
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
+    assert selfcheck.check_conv2d(not_implemented) is False
+    out, err = capsys.readouterr()
+    assert err.startswith("self-check check_conv2d failed:\n"), err
+    assert "NotImplementedError" in err and "FAIL: conv2d: 0/6 cases passed" in err
+    assert "FAIL" in out  # the notebook's own output is unchanged
+    assert selfcheck.check_training(0.0, get_profile("ci")) is False
+    assert capsys.readouterr().err.startswith("self-check check_training failed:\n  FAIL")
+
+
+def test_a_passing_check_writes_nothing_to_stderr_under_nbgrader(monkeypatch, capsys):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
+    assert selfcheck.check_training(1.0, get_profile("ci")) is True
+    assert selfcheck.check_conv2d(conv_good) is True
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("student", STUDENTS, ids=lambda p: p.name)
+def test_self_check_cells_are_nbgrader_test_cells_worth_nothing(student):
+    from nbgrader.utils import compute_checksum
+
+    nb = nbformat.read(student, as_version=4)
+    tests = [c for c in nb.cells if "nbgrader" in c.metadata]
+    calls = [c for c in nb.cells if c.cell_type == "code" and "selfcheck.check_" in c.source]
+    assert tests and tests == calls
+    for cell in tests:
+        meta = cell.metadata.nbgrader
+        assert meta["grade"] and meta["locked"] and meta["points"] == 0 and not meta["solution"]
+        assert meta["grade_id"].startswith("selfcheck_")
+        assert meta["checksum"] == compute_checksum(cell)
+    ids = [c.metadata.nbgrader["grade_id"] for c in tests]
+    assert len(set(ids)) == len(ids)
+
+
+def _completed(student: Path) -> nbformat.NotebookNode:
+    """The student copy with the master's solutions put back (test cells kept as generated)."""
+    master = nbformat.read(SOLUTIONS / student.name, as_version=4)
+    nb = nbformat.read(student, as_version=4)
+    masters = [c for c in master.cells if gen.MASTER_ONLY_TAG not in c.metadata.get("tags", [])]
+    for cell, original in zip(nb.cells, masters):
+        if "raise NotImplementedError()" in cell.source and "nbgrader" not in cell.metadata:
+            cell.source = "\n".join(
+                line for line in original.source.splitlines()
+                if line.strip() not in (gen.BEGIN_SOLUTION, gen.END_SOLUTION))
+    return nb
+
+
+def _validate(nb: nbformat.NotebookNode, folder: Path) -> dict:
+    """nbgrader's Validator, as the Validate button runs it (students' settings)."""
+    import json
+
+    from nbgrader.validator import Validator
+    from traitlets.config import Config
+
+    settings = json.loads((ROOT / "lab" / "student" / "nbgrader_config.json").read_text())
+    path = folder / "exercise.ipynb"
+    nbformat.write(nb, path)
+    return Validator(config=Config(settings)).validate(str(path))
+
+
+def test_validate_fails_an_untouched_exercise_naming_the_check(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_COURSE_PROFILE", "ci")
+    result = _validate(nbformat.read(EXERCISES / "exercise_01_conv2d.ipynb", 4), tmp_path)
+    failed = result["failed"]
+    checks = [f for f in failed if f["source"] == "passed = selfcheck.check_conv2d(conv2d)"]
+    assert checks, [f["source"] for f in failed]
+    assert "self-check check_conv2d failed" in checks[0]["raw_error"]
+    assert "not implemented yet" in checks[0]["raw_error"]
+    # every cell is validated (the students' settings): the example that calls the blank
+    # is listed too, with its NotImplementedError
+    assert any("NotImplementedError" in f["raw_error"] and "conv2d(x, w, b)" in f["source"]
+               for f in failed)
+
+
+def test_validate_passes_a_completed_exercise(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_COURSE_PROFILE", "ci")
+    student = EXERCISES / "exercise_01_conv2d.ipynb"
+    assert _validate(_completed(student), tmp_path) == {}
