@@ -40,3 +40,30 @@ def test_student_version_has_blanks_and_nothing_hidden():
     assert "widgets" not in nb.metadata
     assert not any("execution" in cell.metadata for cell in nb.cells)
     assert all(cell.get("execution_count") is None for cell in nb.cells if cell.cell_type == "code")
+
+
+def test_student_version_carries_no_test_markers_and_valid_checksums():
+    """nbval's markers are for the course's own tests; the cells that lose one keep a
+    checksum that matches, so that Validate does not report them as changed."""
+    from nbgrader.utils import compute_checksum, is_locked
+
+    nb = nbformat.read(generate_assignment.STUDENT_COPY, as_version=4)
+    assert "NBVAL" not in generate_assignment.STUDENT_COPY.read_text().upper()
+    locked = [cell for cell in nb.cells if is_locked(cell)]
+    assert locked
+    for cell in locked:
+        assert cell.metadata.nbgrader["checksum"] == compute_checksum(cell), cell.source[:60]
+
+
+def test_marker_stripping_recomputes_the_checksum():
+    from nbgrader.utils import compute_checksum
+
+    cell = nbformat.v4.new_code_cell("# NBVAL_IGNORE_OUTPUT\nprint(1)")
+    cell.metadata["nbgrader"] = {"grade": False, "grade_id": "x", "locked": True,
+                                 "schema_version": 3, "solution": False}
+    cell.metadata.nbgrader["checksum"] = compute_checksum(cell)
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    stripped = nbformat.reads(generate_assignment.strip_test_markers(nbformat.writes(nb)), 4)
+    [out] = stripped.cells
+    assert out.source == "print(1)"
+    assert out.metadata.nbgrader["checksum"] == compute_checksum(out) != cell.metadata.nbgrader["checksum"]
