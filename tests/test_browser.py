@@ -1,6 +1,7 @@
 """The course in a real browser (headless Chromium, see tests/browser.py), as students and
 instructors use it: lecture 4 runs in JupyterLab with widget progress bars, nbgrader's
-Validate button judges the student assignment, and the Formgrader manages the course.
+Validate button judges the student assignment and, in the students' lab, an exercise, and
+the Formgrader manages the course.
 
 One `make lab` (ci profile) serves a scratch folder laid out like the repository: copies of
 the notebooks, a scratch nbgrader course in grader/ and a copy of the repository's
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from generate_assignment import ASSIGNMENT, NOTEBOOK, make_course  # noqa: E402
 
 LECTURE = "lectures/04_naive_convnet.ipynb"
+EXERCISE = "exercise_01_conv2d.ipynb"
 MASTER = nbformat.read(ROOT / "solutions" / NOTEBOOK, as_version=4)
 STUDENT = nbformat.read(ROOT / "assignments" / NOTEBOOK, as_version=4)
 RUN_SECONDS = 400  # the longest a notebook run, a validation or an autograde may take here
@@ -84,6 +86,44 @@ def lab(tmp_path_factory):
         "CNN_COURSE_PROFILE": "ci", "NBGRADER_DB_URL": f"sqlite:///{course / 'gradebook.db'}"})
     yield server
     stop_lab(server)
+
+
+def completed_exercise(name: str) -> nbformat.NotebookNode:
+    """The student copy of exercise ``name`` with the master's solutions in its blanks."""
+    master = nbformat.read(ROOT / "solutions" / name, as_version=4)
+    notebook = nbformat.read(ROOT / "exercises" / name, as_version=4)
+    solved = [c for c in master.cells if "master-only" not in c.metadata.get("tags", [])]
+    for cell, original in zip(notebook.cells, solved, strict=True):
+        if "raise NotImplementedError()" in cell.source and "nbgrader" not in cell.metadata:
+            cell.source = "\n".join(line for line in original.source.splitlines()
+                                    if not re.match(r"\s*### (BEGIN|END) SOLUTION", line))
+    return notebook
+
+
+@pytest.fixture(scope="module")
+def student_lab(tmp_path_factory):
+    """`make lab ROLE=student` (ci profile, the students' nbgrader settings from lab/student/)
+    serving exercise 1 twice: as handed out, and completed with the master's solution."""
+    reason = missing_browser()
+    if reason:
+        from conftest import require  # skips, or fails in CI (CI=true)
+        require(reason)
+    root = lab_root(tmp_path_factory.mktemp("student-lab"))
+    for name, notebook in (("untouched", nbformat.read(ROOT / "exercises" / EXERCISE, 4)),
+                           ("completed", completed_exercise(EXERCISE))):
+        (root / name).mkdir()
+        nbformat.write(notebook, root / name / EXERCISE)
+    server = start_lab(root, root / ".lab-state", ("PROFILE=ci", "ROLE=student"),
+                       {"CNN_COURSE_PROFILE": "ci"})
+    yield server
+    stop_lab(server)
+
+
+@pytest.fixture
+def student_page(student_lab, chromium):
+    yield chromium
+    for session in json.loads(student_lab.api("api/sessions")[1]):
+        student_lab.api(f"api/sessions/{session['id']}", method="DELETE")
 
 
 @pytest.fixture
@@ -164,6 +204,27 @@ def test_validate_reports_the_completed_assignment_passing(lab, page):
     assert "validation-success" in kind.split()
     assert text == "Success! Your notebook passes all the tests."
     print(f"Validate (completed): {seconds:.0f} s")
+
+
+def test_validate_fails_an_untouched_exercise_and_names_the_check(student_lab, student_page):
+    kind, text, seconds = validate(student_page, student_lab, f"untouched/{EXERCISE}",
+                                   "exercise-untouched")
+    screenshot(student_page, "validate_exercise_untouched")
+    assert "validation-failed" in kind.split(), text
+    assert "The following cell failed" in text
+    assert "passed = selfcheck.check_conv2d(conv2d)" in text
+    assert "self-check check_conv2d failed" in text and "not implemented yet" in text
+    assert "Success" not in text
+    print(f"Validate (exercise 1, untouched): {seconds:.0f} s")
+
+
+def test_validate_passes_a_completed_exercise(student_lab, student_page):
+    kind, text, seconds = validate(student_page, student_lab, f"completed/{EXERCISE}",
+                                   "exercise-completed")
+    screenshot(student_page, "validate_exercise_completed")
+    assert "validation-success" in kind.split(), text
+    assert text == "Success! Your notebook passes all the tests."
+    print(f"Validate (exercise 1, completed): {seconds:.0f} s")
 
 
 def press(page, link, success: str) -> float:
