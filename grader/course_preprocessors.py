@@ -169,14 +169,17 @@ class StartDescribing(NbGraderPreprocessor):
     profile = Unicode("", help="grading profile (empty: CNN_COURSE_PROFILE or the default)"
                       ).tag(config=True)
     describe_seconds = Float(300.0, help="wall-clock limit of one sandboxed run").tag(config=True)
+    cell_seconds = Float(30.0, help="a cell is interrupted after this long, as in the kernel"
+                         ).tag(config=True)
 
     def preprocess(self, nb, resources):
         profile = get_profile(self.profile or None).name
         limits = Limits(wall_seconds=self.describe_seconds,
                         cpu_seconds=int(self.describe_seconds) * 2)
+        folder = resources.get("metadata", {}).get("path") or None
         pool = ThreadPoolExecutor(max_workers=1)
         resources[DESCRIPTION] = (pool.submit(describe_submission, deepcopy(nb.cells), profile,
-                                              limits), profile)
+                                              limits, self.cell_seconds, folder), profile)
         pool.shutdown(wait=False)
         return nb, resources
 

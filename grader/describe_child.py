@@ -4,21 +4,28 @@ Usage (by grader/describe.py, never by hand)::
 
     python describe_child.py JOB.json OUT.jsonl
 
-JOB.json: ``{"cells": [source, ...], "models": [{"key", "class_name", "after_cell",
-"configs": [{"in_channels", "num_classes", "size"}, ...]}, ...]}``. The cells run in
-order in one IPython shell (magics work; the student's output goes to /dev/null). Right
-after the cell ``after_cell`` of a model has run, the model is built for each
-configuration on the meta device and exported with ``torch.export`` (training mode,
-dynamic batch). One JSON object per line goes to OUT.jsonl:
+JOB.json: ``{"cells": [source, ...], "cell_seconds": s, "models": [{"key", "class_name",
+"after_cell", "configs": [{"in_channels", "num_classes", "size"}, ...]}, ...]}``. The
+cells run in order in one IPython shell (magics work; the student's output goes to
+/dev/null), each interrupted as a Jupyter kernel interrupts it (KeyboardInterrupt) after
+``cell_seconds``: what it defined before stays, the next cell runs (building and tracing
+a model gets ``cell_seconds + TRACING_SECONDS`` a step). Right after the cell
+``after_cell`` of a model has run, the model is built on the meta device for each
+(in_channels, num_classes) and exported with ``torch.export`` (training mode, dynamic
+batch) for each configuration. One JSON object per line goes to OUT.jsonl:
 
 * ``{"event": "cell", "index": i}`` before cell ``i`` runs and ``{"event": "describing",
   "key": k}`` before model ``k`` is built and exported (so a crash can be located);
-* ``{"event": "model", "key": k, "configs": [description, ...]}`` or
-  ``{"event": "model_error", "key": k, "message": "..."}``.
+* ``{"event": "inventory", "key": k, "inventories": [...]}``: per (in_channels,
+  num_classes) the modules and parameters the constructor built, known without forward();
+* ``{"event": "config", "key": k, "config": {...}}``: per configuration a description,
+  or ``{"error": ...}`` (a network that cannot run at one size keeps its other ones);
+* ``{"event": "model", "key": k}`` when the model is done, or ``{"event": "model_error",
+  "key": k, "message": "..."}`` when no class is defined or its constructor fails.
 
-A description is plain data (no pickle): the parameters' names and shapes, every node
-of the exported graph (op name, arguments as literals or references, output shape,
-the module that called it) and the classes of the model's modules. The trusted side
+A description is plain data (no pickle): the parameters' and buffers' names and shapes,
+every node of the exported graph (op name, arguments as literals or references, output
+shape, the module that called it, the student's line) and the classes of the model's modules. The trusted side
 (grader/netgraph) validates it and rebuilds the network with its own code; nothing
 here is trusted, so nothing here needs to be tamper-proof.
 
@@ -29,9 +36,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 MAX_MESSAGE = 600
+TRACING_SECONDS = 20  # allowance for torch.export on top of the cell limit, per step
 
 
 class Reporter:
@@ -46,9 +54,41 @@ class Reporter:
         os.fsync(self.handle.fileno())
 
 
+class CellTimeout(KeyboardInterrupt):
+    """Raised in the main thread when a cell runs past its limit, as a kernel interrupt."""
+
+
+STUB_HINT = ("the cell is not finished: replace `raise NotImplementedError()` with your code")
+
+
+def student_frame(trace: list[tuple[str, int, str]]) -> str:
+    """'line N: code' of the last frame that is the student's (not torch, not this file)."""
+    mine = [(line, code) for filename, line, code in trace
+            if "/torch/" not in filename and not filename.endswith("describe_child.py")
+            and "/site-packages/" not in filename and "/IPython/" not in filename]
+    if not mine:
+        return ""
+    line, code = mine[-1]
+    return f" (line {line}: `{code.strip()[:120]}`)" if code.strip() else f" (line {line})"
+
+
 def short(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " ..."
+    """``Type: message`` of an error, with the student's line where the traceback has one."""
+    import traceback
+
+    if isinstance(error, CellTimeout):
+        text = "KeyboardInterrupt: the code ran past its time limit and was interrupted"
+    elif isinstance(error, NotImplementedError) and not str(error).strip():
+        text = f"NotImplementedError: {STUB_HINT}"
+    elif isinstance(error, NotImplementedError) and "missing the required \"forward\"" in str(error):
+        text = ("the class has no forward() method: check its name and indentation "
+                "(def forward(self, x): inside the class)")
+    else:
+        text = f"{type(error).__name__}: {error}"
+    frames = [(f.filename, f.lineno or 0, f.line or "")
+              for f in traceback.extract_tb(error.__traceback__)]
+    text = text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " ..."
+    return text + student_frame(frames)
 
 
 def silence_student_output() -> None:
@@ -67,8 +107,10 @@ def encode(value: Any, refs: dict[str, dict]) -> Any:
         return refs.get(value.name, {"node": value.name})
     if isinstance(value, (list, tuple)):
         return [encode(v, refs) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (bool, int, float)):
         return value
+    if isinstance(value, str):
+        return value[:40]
     if isinstance(value, torch.dtype):
         return {"dtype": str(value).removeprefix("torch.")}
     if isinstance(value, (torch.device, torch.memory_format, torch.layout)):
@@ -84,38 +126,72 @@ def shape_of(node: Any) -> list[int | None] | None:
     return [int(s) if isinstance(s, int) or str(s).isdigit() else None for s in value.shape]
 
 
+def source_line(node: Any) -> str:
+    """The student's line that produced ``node``, from export's stack trace."""
+    trace = node.meta.get("stack_trace") or ""
+    frames, lines = [], trace.splitlines()
+    for index, text in enumerate(lines):
+        text = text.strip()
+        if text.startswith("File \"") and ", line " in text:
+            filename = text[6:text.index("\", line ")]
+            number = text.split(", line ")[1].split(",")[0]
+            following = lines[index + 1].strip() if index + 1 < len(lines) else ""
+            code = "" if following.startswith("File \"") else following
+            frames.append((filename, int(number) if number.isdigit() else 0, code))
+    found = student_frame(frames)
+    return found[found.find("`") + 1:found.rfind("`")] if "`" in found else ""
+
+
 def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def describe_config(cls: type, in_channels: int, num_classes: int, size: int) -> dict:
-    """Build ``cls`` on the meta device and describe its exported training-mode graph."""
+def inventory(model: Any) -> dict:
+    """What the constructor built, known without a forward pass: modules and parameters."""
+    return {"modules": {name or "": [class_path(c) for c in type(m).__mro__ if c is not object]
+                        for name, m in model.named_modules()},
+            "params": [{"name": name, "shape": list(p.shape), "requires_grad": p.requires_grad}
+                       for name, p in model.named_parameters()]}
+
+
+def build(cls: type, in_channels: int, num_classes: int) -> Any:
+    """``cls(in_channels=..., num_classes=...)`` on the meta device."""
+    import torch
+
+    with torch.device("meta"):
+        return cls(in_channels=in_channels, num_classes=num_classes)
+
+
+def export_description(model: Any, in_channels: int, num_classes: int, size: int) -> dict:
+    """Describe the exported training-mode graph of ``model`` on ``size`` x ``size`` images."""
     import torch
     from torch.export import Dim, export
 
-    with torch.device("meta"):
-        model = cls(in_channels=in_channels, num_classes=num_classes)
     model.train()
     example = torch.zeros(2, in_channels, size, size, device="meta")
+    model(example)  # the student's own errors first, with their line
     program = export(model, (example,), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},),
                      strict=False)
     refs: dict[str, dict] = {}
-    params: list[dict] = []
     inputs = 0
+    state = dict(program.state_dict)
+    params, buffers = [], []
     for spec in program.graph_signature.input_specs:
         kind = spec.kind.name
         if kind == "PARAMETER":
             refs[spec.arg.name] = {"param": spec.target}
+            params.append({"name": spec.target, "shape": list(state[spec.target].shape),
+                           "requires_grad": bool(state[spec.target].requires_grad)})
+        elif kind == "BUFFER":
+            refs[spec.arg.name] = {"buffer": spec.target}
+            value = state.get(spec.target, getattr(program, "constants", {}).get(spec.target))
+            buffers.append({"name": spec.target,
+                            "shape": list(value.shape) if hasattr(value, "shape") else []})
         elif kind == "USER_INPUT":
             refs[spec.arg.name] = {"input": inputs}
             inputs += 1
-        else:  # buffers and lifted constants: their values would have to be trusted
+        else:  # lifted constants: their values would have to be trusted
             refs[spec.arg.name] = {"unsupported": f"{kind.lower()} {spec.target}"}
-    state = dict(program.state_dict)
-    for spec in program.graph_signature.input_specs:
-        if spec.kind.name == "PARAMETER":
-            params.append({"name": spec.target, "shape": list(state[spec.target].shape),
-                           "requires_grad": bool(state[spec.target].requires_grad)})
     nodes, output = [], None
     for node in program.graph.nodes:
         if node.op == "placeholder":
@@ -125,36 +201,113 @@ def describe_config(cls: type, in_channels: int, num_classes: int, size: int) ->
             continue
         stack = list(node.meta.get("nn_module_stack", {}).values())
         module = stack[-1][0] if stack else ""
-        nodes.append({"name": node.name, "kind": node.op,
-                      "op": str(node.target) if node.op == "call_function" else node.op,
+        target = node.target
+        op = ("getitem" if getattr(target, "__name__", "") == "getitem" else str(target)) \
+            if node.op == "call_function" else node.op
+        nodes.append({"name": node.name, "kind": node.op, "op": op,
                       "args": encode(list(node.args), refs),
                       "kwargs": {k: encode(v, refs) for k, v in node.kwargs.items()},
-                      "shape": shape_of(node), "module": module})
-    modules = {name or "": [class_path(c) for c in type(m).__mro__ if c is not object]
-               for name, m in model.named_modules()}
+                      "shape": shape_of(node), "module": module, "line": source_line(node)})
     return {"in_channels": in_channels, "num_classes": num_classes, "size": size,
-            "params": params, "nodes": nodes, "output": output, "modules": modules}
+            "params": params, "buffers": buffers, "nodes": nodes, "output": output,
+            "modules": inventory(model)["modules"]}
 
 
-def describe_model(namespace: dict, model: dict, cell_error: str | None) -> dict:
-    """The ``model`` event for one model of the job (or its error)."""
+def describe_config(cls: type, in_channels: int, num_classes: int, size: int) -> dict:
+    """Build ``cls`` on the meta device and describe its exported training-mode graph."""
+    return export_description(build(cls, in_channels, num_classes), in_channels, num_classes,
+                              size)
+
+
+def _call(name: str, in_channels: int, num_classes: int) -> str:
+    return f"{name}(in_channels={in_channels}, num_classes={num_classes})"
+
+
+def _unlimited(action: Any) -> Any:
+    return action()
+
+
+def describe_events(cls: type, model: dict, limit: Any = _unlimited) -> Iterator[dict]:
+    """The events that describe one class, as soon as each is known: ``inventory`` (per
+    (in_channels, num_classes) what its constructor built), one ``config`` per
+    configuration (its description, or why there is none), then ``model``. Only a
+    constructor that fails stops the model (``model_error``). ``limit(action)`` runs
+    each step under the cell time limit; after a step that ran past it, the remaining
+    configurations are not tried (they would hang too) and share its message."""
+    key, name = model["key"], model["class_name"]
+    inventories, built = [], {}
+    for config in model["configs"]:
+        pair = (config["in_channels"], config["num_classes"])
+        if pair in built:
+            continue
+        try:
+            built[pair] = limit(lambda: build(cls, *pair))
+        except BaseException as error:  # noqa: BLE001 - any failure is the student's to see
+            yield {"event": "model_error", "key": key,
+                   "message": f"building {_call(name, *pair)} raised {short(error)}"}
+            return
+        inventories.append({"in_channels": pair[0], "num_classes": pair[1],
+                            **inventory(built[pair])})
+    yield {"event": "inventory", "key": key, "inventories": inventories}
+    stuck = None
+    for config in model["configs"]:
+        pair, size = (config["in_channels"], config["num_classes"]), config["size"]
+        call = f"{_call(name, *pair)} on a batch of {size}x{size} images"
+        if stuck:
+            data = {"error": f"{call}: not tried, {stuck}"}
+        else:
+            try:
+                data = limit(lambda: export_description(built[pair], *pair, size))
+            except CellTimeout:
+                stuck = "running forward() in training mode did not finish in time"
+                data = {"error": f"{call}: {stuck}"}
+            except BaseException as error:  # noqa: BLE001
+                data = {"error": f"{call}: {short(error)}"}
+        yield {"event": "config", "key": key,
+               "config": {"in_channels": pair[0], "num_classes": pair[1], "size": size, **data}}
+    yield {"event": "model", "key": key}
+
+
+def describe_class(cls: type, model: dict) -> dict:
+    """All of ``describe_events`` in one ``model`` event (tests and calibration)."""
+    result: dict = {"event": "model", "key": model["key"], "inventories": [], "configs": []}
+    for event in describe_events(cls, model):
+        if event["event"] == "model_error":
+            return event
+        if event["event"] == "inventory":
+            result["inventories"] = event["inventories"]
+        elif event["event"] == "config":
+            result["configs"].append(event["config"])
+    return result
+
+
+def describe_model(namespace: dict, model: dict, cell_error: str | None,
+                   limit: Any = _unlimited) -> Iterator[dict]:
+    """The events of one model of the job (or why there is no class)."""
     cls = namespace.get(model["class_name"])
     if not isinstance(cls, type):
-        why = f"its cell raised {cell_error}" if cell_error else "its cell ran"
-        return {"event": "model_error", "key": model["key"],
-                "message": f"no class {model['class_name']} is defined after {why}"}
-    configs = []
-    for config in model["configs"]:
-        try:
-            configs.append(describe_config(cls, config["in_channels"], config["num_classes"],
-                                           config["size"]))
-        except BaseException as error:  # noqa: BLE001 - any failure is the student's to see
-            call = (f"{model['class_name']}(in_channels={config['in_channels']}, "
-                    f"num_classes={config['num_classes']})")
-            return {"event": "model_error", "key": model["key"],
-                    "message": f"{call} on a batch of {config['size']}x{config['size']} "
-                               f"images: {short(error)}"}
-    return {"event": "model", "key": model["key"], "configs": configs}
+        name = model["class_name"]
+        why = f"it raised {cell_error}" if cell_error else "it ran without error"
+        yield {"event": "model_error", "key": model["key"],
+               "message": f"the {name} cell defines no class {name}: {why}"}
+        return
+    yield from describe_events(cls, model, limit)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise CellTimeout()
+
+
+def run_limited(seconds: float, action: Any) -> Any:
+    """``action()``, interrupted like a Jupyter kernel (KeyboardInterrupt) after ``seconds``."""
+    import signal
+
+    signal.signal(signal.SIGALRM, _interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)  # again each second, if caught
+    try:
+        return action()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def main(job_path: str, out_path: str) -> int:
@@ -165,7 +318,10 @@ def main(job_path: str, out_path: str) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     from IPython.core.interactiveshell import InteractiveShell
 
+    import torch.export  # noqa: F401 - imported before the student's code, not on its time
+
     shell = InteractiveShell.instance()
+    cell_seconds = float(job.get("cell_seconds", 30))
     due = {}
     for model in job["models"]:
         due.setdefault(model["after_cell"], []).append(model)
@@ -173,14 +329,17 @@ def main(job_path: str, out_path: str) -> int:
         report(event="cell", index=index)
         error = None
         try:
-            result = shell.run_cell(source, store_history=False, silent=True)
+            result = run_limited(cell_seconds, lambda: shell.run_cell(
+                source, store_history=False, silent=True))
             failure = result.error_before_exec or result.error_in_exec
             error = short(failure) if failure is not None else None
         except BaseException as exit_:  # noqa: BLE001 - SystemExit, KeyboardInterrupt
             error = short(exit_)
         for model in due.get(index, []):
             report(event="describing", key=model["key"])
-            report(**describe_model(shell.user_ns, model, error))
+            for event in describe_model(shell.user_ns, model, error, lambda action: run_limited(
+                    cell_seconds + TRACING_SECONDS, action)):
+                report(**event)
     report(event="done")
     return 0
 

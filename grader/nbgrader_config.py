@@ -25,7 +25,7 @@ REQUIRE_GPU = os.environ.get("CNN_GRADER_REQUIRE_GPU", "") not in ("", "0")
 # so one limit fits every cell (the slowest, the imports, took 6 s); a sandboxed
 # description of the reference took 15 s, 4 of them starting Python, torch and IPython.
 CELL_TIMEOUT = 30
-DESCRIBE_SECONDS = 60.0
+DESCRIBE_SECONDS = 120.0
 
 if "autograde" in sys.argv[1:2]:
     sys.path.insert(0, str(HERE))
@@ -78,6 +78,7 @@ c.Execute.interrupt_on_timeout = True
 c.SandboxedExecute.timeout = CELL_TIMEOUT
 c.SandboxedExecute.interrupt_on_timeout = True
 c.StartDescribing.describe_seconds = DESCRIBE_SECONDS
+c.StartDescribing.cell_seconds = CELL_TIMEOUT
 c.SandboxedKernelManager.read_only = [str(p) for p in kernel_visible_paths()]
 c.Autograde.autograde_preprocessors = [
     step for default in defaults(Autograde, "autograde_preprocessors")

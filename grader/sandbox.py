@@ -114,12 +114,14 @@ def sandbox_env(env: Mapping[str, str] | None) -> dict[str, str]:
 
 def bwrap_command(argv: list[str], *, read_only: Iterable[Path] = (),
                   writable: Iterable[Path] = (), env: Mapping[str, str] | None = None,
-                  cwd: Path | None = None, network: bool = False) -> list[str]:
+                  cwd: Path | None = None, network: bool = False,
+                  mounts: Mapping[Path, Path] | None = None) -> list[str]:
     """The bwrap command line that runs ``argv`` in the sandbox.
 
     ``read_only`` and ``writable`` paths (files or folders) appear at the same place, and
     at their symlink-resolved place too; a Python venv among them brings its base
-    installation read-only. The command starts in ``cwd`` (default /tmp) with exactly
+    installation read-only. ``mounts`` maps a place in the sandbox to a folder shown there
+    read-only. The command starts in ``cwd`` (default /tmp) with exactly
     ``sandbox_env(env)``, and the PWD that bwrap adds.
     """
     if BWRAP is None:
@@ -128,7 +130,7 @@ def bwrap_command(argv: list[str], *, read_only: Iterable[Path] = (),
     setenv = [arg for name, value in sandbox_env(env).items() for arg in ("--setenv", name, value)]
     return [BWRAP, "--unshare-all", *share_net, "--die-with-parent", "--new-session",
             *_system_args(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            *_bind_args(read_only, writable), "--clearenv", *setenv,
+            *_bind_args(read_only, writable, mounts or {}), "--clearenv", *setenv,
             "--chdir", os.path.abspath(cwd or "/tmp"), "--", *argv]
 
 
@@ -143,9 +145,12 @@ def _system_args() -> list[str]:
     return args
 
 
-def _bind_args(read_only: Iterable[Path], writable: Iterable[Path]) -> list[str]:
+def _bind_args(read_only: Iterable[Path], writable: Iterable[Path],
+               mounts: Mapping[Path, Path]) -> list[str]:
     """Bind options, parents before children so that a nested bind wins."""
-    binds: dict[Path, tuple[str, Path]] = {}  # place in the sandbox -> (option, source)
+    binds: dict[Path, tuple[str, Path]] = {  # place in the sandbox -> (option, source)
+        Path(os.path.abspath(place)): ("--ro-bind", Path(source).resolve(strict=True))
+        for place, source in mounts.items()}
     for option, paths in (("--ro-bind", read_only), ("--bind", writable)):
         for path in paths:
             real = Path(path).resolve(strict=True)
@@ -194,7 +199,7 @@ def limit_setter(limits: Limits) -> Callable[[], None]:
 def run_sandboxed(argv: list[str], *, read_only: Iterable[Path] = (),
                   writable: Iterable[Path] = (), env: dict[str, str] | None = None,
                   cwd: Path | None = None, limits: Limits = Limits(),
-                  network: bool = False) -> Outcome:
+                  network: bool = False, mounts: Mapping[Path, Path] | None = None) -> Outcome:
     """Run ``argv`` in the sandbox under ``limits``; see ``bwrap_command`` for what it sees.
 
     Raises RuntimeError (saying what to install) when bubblewrap cannot run, unless
@@ -208,7 +213,7 @@ def run_sandboxed(argv: list[str], *, read_only: Iterable[Path] = (),
     if problem is not None:
         raise RuntimeError(problem)
     command = bwrap_command(argv, read_only=read_only, writable=writable, env=env, cwd=cwd,
-                            network=network)
+                            network=network, mounts=mounts)
     return _run(command, env=sandbox_env(env), cwd=None, limits=limits, sandboxed=True)
 
 

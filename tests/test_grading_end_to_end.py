@@ -17,7 +17,7 @@ from generate_assignment import ASSIGNMENT, NOTEBOOK, generate, make_course, nbg
 
 MASTER = ROOT / "solutions" / NOTEBOOK
 CELL_TIMEOUT = 10  # seconds a cell may run in this test's kernel
-DESCRIBE_SECONDS = 30  # seconds the sandbox may take to describe a submission here
+DESCRIBE_SECONDS = 90  # seconds the sandbox may take to describe a submission here
 
 
 def meta(cell) -> dict:
@@ -202,6 +202,16 @@ def exits(source: str) -> str:
     return "import os\nos._exit(3)\n" + source
 
 
+def reads_beside(source: str) -> str:
+    """A file submitted beside the notebook, read by a relative path."""
+    return 'NOTE = open("notes.txt").read()\nassert NOTE == "my notes"\n' + source
+
+
+def trains_after_class(source: str) -> str:
+    """A long training loop after the class, in the same cell: interrupted, class kept."""
+    return source + "\nimport time\nfor step in range(10**6):\n    time.sleep(0.01)\n"
+
+
 def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, float]]]:
     """Each student's notebook and the points each graded part must get."""
     reference = copy.deepcopy(released)
@@ -228,7 +238,9 @@ def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, fl
     cell_by_id(hostile, "vgg16_model").source = HOSTILE.replace("AlexNet", "VGG16")
     # Careless and curious: warns and prints in forward, duplicates a test cell, and a
     # cell of its own prints every file it can reach.
-    careless = changed("alexnet_model", warns_and_prints)
+    careless = changed("alexnet_model", lambda s: reads_beside(warns_and_prints(s)))
+    cell_by_id(careless, "vgg16_model").source = trains_after_class(
+        cell_by_id(careless, "vgg16_model").source)
     twin = copy.deepcopy(cell_by_id(careless, "alexnet_parameters"))
     twin.id = "copied-test-cell"
     careless.cells.insert(careless.cells.index(cell_by_id(careless, "alexnet_logits")), twin)
@@ -256,7 +268,10 @@ def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, fl
                                     expected({"alexnet_accuracy"} | VGG16)),
         "pools_2x2_exits": (pair(pools_2x2, exits),
                             expected({"alexnet_feature_maps", "alexnet_accuracy"} | VGG16)),
-        "hangs_loops": (pair(hangs_in_training, loops_forever), expected(ALEXNET | VGG16)),
+        # A forward() that hangs in training mode: its parameters are graded from the
+        # constructor (the visible parameter test passes too); every part that runs it fails.
+        "hangs_loops": (pair(hangs_in_training, loops_forever),
+                        expected((ALEXNET - {"alexnet_parameters"}) | VGG16)),
     }
 
 
@@ -276,6 +291,7 @@ def course(tmp_path_factory):
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / NOTEBOOK)
+    (course / "submitted" / "careless" / ASSIGNMENT / "notes.txt").write_text("my notes")
     truncated = course / "submitted" / "truncated" / ASSIGNMENT
     truncated.mkdir(parents=True)
     text = (course / "submitted" / "reference" / ASSIGNMENT / NOTEBOOK).read_text()
@@ -308,11 +324,11 @@ GRADER_SECRETS = ("BEGIN HIDDEN TESTS", "hidden_checks", "def test_parameters",
                   "c.CourseDirectory", "SQLite format", "DescriptionError")
 TRACEBACKS = ("most recent call last", "site-packages")
 FEEDBACK = {  # student -> words their feedback must contain
-    "reference": ["graded with profile ci", "computes the paper"],
+    "reference": ["On a CPU (profile ci) this part checks", "computes the paper"],
     "conv2_torchvision": ["conv2", "expected", "torchvision.models"],
     "relu_dropped_memory_hog": ["without a ReLU", "MemoryError"],
     "pools_2x2_exits": ["max-pool 1", "3x3", "VGG16 cell"],
-    "hangs_loops": ["in training mode ran past its time limit", "VGG16 cell"],
+    "hangs_loops": ["in training mode did not finish in time", "VGG16 cell"],
     "truncated": ["could not read the notebook you submitted"],
     "raises_test_deleted": ["RuntimeError: not finished yet"],
     "careless": ["walking the file system",  # the course's files, seen from the kernel's folder

@@ -253,11 +253,11 @@ DEFECTS = [
     (PlusOne, "alexnet", "paper_problem", "after fc1, forward() computes an addition"),
     (Residual, "alexnet", "paper_problem", "after conv4, forward() computes an addition"),
     (Residual, "alexnet", "nonlinearity_problem", "conv4's output reaches conv5"),
-    (Pool2x2, "alexnet", "pooling_problem", "max-pool 1 (self.features.2) is 2x2 with stride 2"),
-    (Pool2x2, "alexnet", "paper_problem", "max-pool 1 (self.features.2) is 2x2"),
-    (AvgPool, "alexnet", "pooling_problem", "pool 1 (self.features.2) is an average pool"),
-    (Stride2, "alexnet", "paper_problem", "conv1 (self.features.0) has stride 2"),
-    (Stride2, "alexnet", "equivalence_problem", "conv1 (self.features.0) has stride 2"),
+    (Pool2x2, "alexnet", "pooling_problem", "max-pool 1 (self.features.2 (nn.MaxPool2d)) is 2x2 with stride 2"),
+    (Pool2x2, "alexnet", "paper_problem", "max-pool 1 (self.features.2 (nn.MaxPool2d)) is 2x2"),
+    (AvgPool, "alexnet", "pooling_problem", "pool 1 (self.features.2 (nn.AvgPool2d)) is an average pool"),
+    (Stride2, "alexnet", "paper_problem", "conv1 (self.features.0 (nn.Conv2d)) has stride 2"),
+    (Stride2, "alexnet", "equivalence_problem", "conv1 (self.features.0 (nn.Conv2d)) has stride 2"),
     (TimesTwo, "alexnet", "paper_problem", "after conv5, forward() computes a multiplication"),
     (LRNAfterConv5, "alexnet", "paper_problem", "after conv5, the paper has a ReLU"),
     (Detached, "alexnet", "detach_problem", "detaches the activations after conv5"),
@@ -292,13 +292,16 @@ def test_numeric_check_finds_a_wrong_normalisation() -> None:
     assert message.startswith("the local response normalisation after conv1 computes"), message
 
 
-def test_sigmoid_is_not_a_description() -> None:
+def test_sigmoid_is_rebuilt_and_named_where_the_student_wrote_it() -> None:
+    """A sigmoid is in the rebuild's vocabulary: the description loads, and the paper's
+    chain names the function and the student's line, never an ATen name."""
     class Sigmoid(AlexNetRef):
         def forward(self, x):
             return torch.sigmoid(super().forward(x))
 
-    with pytest.raises(DescriptionError, match="sigmoid"):
-        load_graph(describe(Sigmoid, 227))
+    message = analysis.paper_problem(load_graph(describe(Sigmoid, 227)), "alexnet")
+    assert "a sigmoid at forward(), line `return torch.sigmoid(super().forward(x))`" in message
+    assert "aten" not in message
 
 
 class TorchvisionAlexNet(torchvision.models.AlexNet):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +19,10 @@ from cnn_course import fit, get_profile, load_split, prepare_batch, seed_everyth
 
 from netgraph.analysis import (detach_problem, equivalence_problem, nonlinearity_problem,
                                pooling_problem)
-from netgraph.description import Graph, Node, Ref
-from netgraph.rebuild import Rebuilt
+from netgraph.description import Graph, Inventory, Node, Ref
+from netgraph.rebuild import NotRebuildable, Rebuilt
+from netgraph.analysis import MAX_POOLS
+from netgraph.words import short_class
 
 from .recipes import grading_recipe
 from .spec import Layer, ModelSpec
@@ -28,7 +31,10 @@ REQUIRE_GPU_ENV = "CNN_GRADER_REQUIRE_GPU"
 TRAIN_IMAGES, MIN_DECREASE = 8, 0.01  # trainable: batch size, relative loss drop
 MIN_TRAINING_DECREASE = 0.002  # accuracy on a CPU: relative drop of the training loss
 STEP_LENGTHS = (1.0, 0.3, 0.1)  # trainable: step lengths (parameter-space L2) tried
-WEIGHTED = {"aten.conv2d.default": "Conv2d", "aten.linear.default": "Linear"}
+WEIGHTED = {"aten.conv2d.default": "Conv2d", "aten.conv2d.padding": "Conv2d",
+            "aten.linear.default": "Linear"}
+MODULE_KINDS = {"torch.nn.modules.conv.Conv2d": "Conv2d", "torch.nn.modules.linear.Linear": "Linear"}
+LOGIT_IMAGES = 4  # real images through the (1, 10) network at the paper's size
 
 
 def fail(message: str) -> None:
@@ -39,20 +45,23 @@ def _fmt(shape: tuple[int, ...]) -> str:
     return " x ".join(str(s) for s in shape)
 
 
-def _call(spec: ModelSpec, graph: Graph) -> str:
+def _call(spec: ModelSpec, graph: Graph | Inventory) -> str:
     return f"{spec.class_name}(in_channels={graph.in_channels}, num_classes={graph.num_classes})"
 
 
 # ----------------------------------------------------------------------------- building
 def reinit(net: Rebuilt, seed: int = 0) -> Rebuilt:
     """The grader's weights: Kaiming-normal (fan_out) convolutions, N(0, 0.01) linear
-    layers, zero biases; any other parameter stays as the layer table will reject it."""
+    layers, zero biases; any other parameter (a normalisation's scale and shift) starts
+    as PyTorch's layers start it, ones for a ``weight`` and zeros otherwise."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
+        for name, parameter in net.named_graph_parameters():
+            parameter.fill_(1.0 if name.endswith("weight") else 0.0)
         for node in weighted_nodes(net.graph):
             weight, bias = _layer_params(node)
             w = net.param(weight)
-            if node.op == "aten.conv2d.default":
+            if WEIGHTED[node.op] == "Conv2d":
                 nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu",
                                         generator=generator)
             else:
@@ -83,12 +92,42 @@ def _layer_params(node: Node) -> tuple[str, str | None]:
 
 
 # ----------------------------------------------------------------------------- parameters
-def _compare_layer(expected: Layer, node: Node, shapes: dict[str, tuple[int, ...]]) -> None:
-    weight, bias = _layer_params(node)
-    kind = WEIGHTED[node.op]
+@dataclass(frozen=True)
+class LayerUse:
+    """A Conv2d/Linear layer as the parameters part sees it."""
+
+    kind: str  # "Conv2d" or "Linear"
+    weight: str
+    bias: str | None
+
+
+def layers_in_forward(graph: Graph) -> list[LayerUse]:
+    """The Conv2d/Linear operations of forward(), in the order they run."""
+    uses = []
+    for node in weighted_nodes(graph):
+        weight, bias = _layer_params(node)
+        uses.append(LayerUse(WEIGHTED[node.op], weight, bias))
+    return uses
+
+
+def layers_built(inventory: Inventory) -> list[LayerUse]:
+    """The nn.Conv2d/nn.Linear modules the constructor built, in registration order."""
+    names = {name for name, _shape in inventory.params}
+    uses = []
+    for path, classes in inventory.modules:
+        kind = next((MODULE_KINDS[c] for c in classes if c in MODULE_KINDS), None)
+        prefix = f"{path}." if path else ""
+        if kind and f"{prefix}weight" in names:
+            bias = f"{prefix}bias" if f"{prefix}bias" in names else None
+            uses.append(LayerUse(kind, f"{prefix}weight", bias))
+    return uses
+
+
+def _compare_layer(expected: Layer, use: LayerUse, shapes: dict[str, tuple[int, ...]]) -> None:
+    kind = use.kind
     if kind != expected.kind:
         fail(f"{expected.name} should be {expected.describe()}, found an nn.{kind} layer")
-    shape = shapes[weight]
+    shape = shapes[use.weight]
     weights = math.prod(shape)
     if weights != expected.weights:
         kernel = (f" and the {expected.kernel}x{expected.kernel} kernel"
@@ -101,52 +140,71 @@ def _compare_layer(expected: Layer, node: Node, shapes: dict[str, tuple[int, ...
     if shape != expected.weight_shape:
         fail(f"{expected.name}.weight has shape {_fmt(shape)}, expected "
              f"{_fmt(expected.weight_shape)}: write it as {expected.describe()}")
-    if bias is None:
+    if use.bias is None:
         fail(f"{expected.name} has no bias; the papers' layers have one (keep bias=True)")
-    if shapes[bias] != (expected.out,):
-        fail(f"{expected.name} has {math.prod(shapes[bias]):,} biases, expected {expected.out:,}")
+    if shapes[use.bias] != (expected.out,):
+        fail(f"{expected.name} has {math.prod(shapes[use.bias]):,} biases, expected "
+             f"{expected.out:,}")
 
 
-def parameters(spec: ModelSpec, graph: Graph) -> int:
-    """Layer by layer in forward order, then the total; returns the total."""
-    call = _call(spec, graph)
-    shapes = dict(graph.params)
-    nodes = weighted_nodes(graph)
-    expected = spec.resolved(graph.in_channels, graph.num_classes)
+def _owners(names: list[str], source: Graph | Inventory) -> str:
+    """``self.features.1 (nn.BatchNorm2d): weight, bias`` for parameter names."""
+    owners: dict[str, list[str]] = {}
+    for name in names:
+        path, _, leaf = name.rpartition(".")
+        owners.setdefault(path, []).append(leaf)
+    parts = []
+    for path, leaves in list(owners.items())[:3]:
+        cls = source.module_class(path)
+        where = (f"self.{path}" if path else "self") + (f" ({short_class(cls)})" if cls else "")
+        parts.append(f"{where}: {', '.join(leaves)}")
+    return "; ".join(parts) + ("; ..." if len(owners) > 3 else "")
+
+
+def parameters(spec: ModelSpec, source: Graph | Inventory) -> int:
+    """Layer by layer (in forward order for a graph, in the constructor's order for an
+    inventory), then the total; returns the total."""
+    call = _call(spec, source)
+    shapes = dict(source.params)
+    uses = layers_in_forward(source) if isinstance(source, Graph) else layers_built(source)
+    where = "forward()" if isinstance(source, Graph) else "the constructor"
+    expected = spec.resolved(source.in_channels, source.num_classes)
     for kind in ("Conv2d", "Linear"):
-        found = [n for n in nodes if WEIGHTED[n.op] == kind]
+        found = [u for u in uses if u.kind == kind]
         want = [e for e in expected if e.kind == kind]
         if len(found) != len(want):
-            fail(f"{call} applies {len(found)} nn.{kind} layers in forward(), expected "
+            fail(f"{call} has {len(found)} nn.{kind} layers in {where}, expected "
                  f"{len(want)} ({want[0].name} to {want[-1].name})")
     used: list[str] = []
-    for want, node in zip([e for e in expected if e.kind == "Conv2d"]
-                          + [e for e in expected if e.kind == "Linear"],
-                          [n for n in nodes if n.op == "aten.conv2d.default"]
-                          + [n for n in nodes if n.op == "aten.linear.default"]):
-        _compare_layer(want, node, shapes)
-        weight, bias = _layer_params(node)
-        if weight in used:
+    for want, use in zip([e for e in expected if e.kind == "Conv2d"]
+                         + [e for e in expected if e.kind == "Linear"],
+                         [u for u in uses if u.kind == "Conv2d"]
+                         + [u for u in uses if u.kind == "Linear"]):
+        _compare_layer(want, use, shapes)
+        if use.weight in used:
             fail(f"{want.name} reuses the weights of an earlier layer; every layer needs its own")
-        used += [weight, bias]
-    extra = [name for name, _shape in graph.params if name not in used]
+        used += [use.weight, use.bias]
+    extra = [name for name, _shape in source.params if name not in used]
     if extra:
-        fail(f"{call} has parameters that no Conv2d/Linear layer of forward() uses "
-             f"({', '.join(extra[:3])}); the assignment's networks have no other trainable "
-             f"tensors")
-    total = sum(math.prod(shape) for _name, shape in graph.params)
-    if total != spec.totals[(graph.in_channels, graph.num_classes)]:
+        fail(f"{call} has parameters that no Conv2d/Linear layer of {where} uses "
+             f"({_owners(extra, source)}); the assignment's networks have no other "
+             f"trainable tensors")
+    total = sum(math.prod(shape) for _name, shape in source.params)
+    if total != spec.totals[(source.in_channels, source.num_classes)]:
         fail(f"{call} has {total:,} parameters, expected "
-             f"{spec.totals[(graph.in_channels, graph.num_classes)]:,}")
+             f"{spec.totals[(source.in_channels, source.num_classes)]:,}")
     return total
 
 
 # ----------------------------------------------------------------------------- forward
-def forward(net: nn.Module, x: torch.Tensor, what: str, record: dict | None = None):
+def forward(net: Rebuilt, x: torch.Tensor, what: str, record: dict | None = None,
+            targets: list[str] | None = None):
     """``net(x)`` without gradients, turning an exception into a student message."""
     try:
         with torch.no_grad():
-            return net(x, record)
+            return net(x, record, targets)
+    except NotRebuildable as error:
+        fail(str(error))
     except Exception as error:  # noqa: BLE001 - any failure becomes a message
         fail(f"{what}: the forward pass of a {_fmt(tuple(x.shape))} batch raised "
              f"{type(error).__name__}: {str(error)[:300]}")
@@ -168,37 +226,38 @@ def first_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def logits(spec: ModelSpec, paper: Graph, small: Graph) -> str:
-    """(batch, classes) for batches of 1 and 8: shapes at the paper's size (meta), real
-    logits of the (1, 10) network at the profile's training size."""
+    """(batch, classes) for batches of 1 and 8 at the paper's size: shapes of (3, 1000) on
+    the meta device, real logits of (1, 10) on a few images (finite, raw scores)."""
     net = rebuilt(paper, device="meta").eval()
     for batch in (1, 8):
         x = torch.zeros(batch, paper.in_channels, paper.size, paper.size, device="meta")
         _check_output(forward(net, x, _call(spec, paper)), batch, spec, paper)
     net = rebuilt(small).eval()
-    images, _labels = first_images(8)
-    for batch in (1, 8):
-        out = forward(net, prepare_batch(images[:batch], small.size), _call(spec, small))
-        _check_output(out, batch, spec, small)
-        if not torch.isfinite(out).all():
-            fail(f"{_call(spec, small)} gave non-finite logits (nan or inf) for "
-                 f"{small.size} x {small.size} images")
-        if batch == 8 and bool((out >= 0).all()):
-            if torch.allclose(out.sum(1), torch.ones(batch), atol=1e-3):
-                fail(f"{spec.class_name} returns probabilities; return the raw scores "
-                     f"(logits): nn.CrossEntropyLoss applies the softmax itself")
-            fail(f"{spec.class_name} returns only non-negative scores: the last layer should "
-                 f"be a plain nn.Linear(4096, num_classes) with no ReLU after it")
-    return f"{spec.class_name}: logits have shape (batch, classes) for batches of 1 and 8"
+    images, _labels = first_images(LOGIT_IMAGES)
+    out = forward(net, prepare_batch(images, small.size), _call(spec, small))
+    _check_output(out, LOGIT_IMAGES, spec, small)
+    if not torch.isfinite(out).all():
+        fail(f"{_call(spec, small)} gave non-finite logits (nan or inf) for "
+             f"{small.size} x {small.size} images")
+    if bool((out >= 0).all()):
+        if torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-3):
+            fail(f"{spec.class_name} returns probabilities; return the raw scores "
+                 f"(logits): nn.CrossEntropyLoss applies the softmax itself")
+        fail(f"{spec.class_name} returns only non-negative scores: the last layer should "
+             f"be a plain nn.Linear(4096, num_classes) with no ReLU after it")
+    return (f"{spec.class_name}: logits have shape (batch, classes) for batches of 1 and 8 at "
+            f"{paper.size}x{paper.size}")
 
 
 def feature_maps(spec: ModelSpec, paper: Graph) -> str:
     """The shape after every max-pool at the paper's input size, and the pools' windows."""
     net = rebuilt(paper, device="meta").eval()
     record: dict = {}
+    pools = [n.name for n in paper.nodes if n.op in MAX_POOLS]
     forward(net, torch.zeros(1, paper.in_channels, paper.size, paper.size, device="meta"),
-            _call(spec, paper), record)
-    shapes = [tuple(record[n.name].shape[1:]) for n in paper.nodes
-              if n.op == "aten.max_pool2d.default"]
+            _call(spec, paper), record, targets=pools)
+    shapes = [tuple((record[n][0] if isinstance(record[n], tuple) else record[n]).shape[1:])
+              for n in pools]
     size = paper.size
     for stage, (found, want) in enumerate(zip(shapes, spec.pool_shapes), 1):
         if found != want:
@@ -225,6 +284,9 @@ def trainable(spec: ModelSpec, small: Graph) -> str:
     if small.frozen:
         fail(f"{small.frozen[0]} is frozen (requires_grad=False); every layer must train")
     net = rebuilt(small).eval()
+    blocker = net.blocker()
+    if blocker:
+        fail(blocker)
     images, labels = first_images(TRAIN_IMAGES)
     x = prepare_batch(images, small.size)
     named = net.named_graph_parameters()
@@ -260,9 +322,10 @@ def trainable(spec: ModelSpec, small: Graph) -> str:
 
 
 # ----------------------------------------------------------------------------- accuracy
-def structure(spec: ModelSpec, paper: Graph, small: Graph) -> None:
-    """The accuracy part's gate: the paper's layers in both configurations, ReLUs by data
-    flow, and the paper's computation."""
+def structure(spec: ModelSpec, paper: Graph, small: Graph | Inventory) -> None:
+    """The accuracy part's gate: the paper's layers in both configurations (``small``: the
+    (1, 10) network's graph at the paper's size, or what its constructor built), ReLUs by
+    data flow, and the paper's computation."""
     parameters(spec, paper)
     parameters(spec, small)
     for problem in (nonlinearity_problem(paper), equivalence_problem(paper, spec.key)):
@@ -316,20 +379,25 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     return before, _mean_loss(net, train, recipe.image_size, device), history.test_acc[-1], seconds
 
 
-def accuracy(spec: ModelSpec, paper: Graph, small: Graph, profile: str) -> str:
-    """The gate, then training: the threshold on a GPU (full), a falling training loss else."""
-    structure(spec, paper, small)
+CPU_NOTE = ("on a CPU (profile {profile}) this part checks that {name} computes the paper's "
+            "network and that the grader's short training run lowers its loss; it does not "
+            "measure a meaningful accuracy (that needs the GPU profile full)")
+
+
+def accuracy(spec: ModelSpec, train: Graph, profile: str) -> str:
+    """Training ``train`` (the (1, 10) network at the training size, after the gate
+    ``structure``): the threshold on a GPU (full), a falling training loss else."""
     plan = grading_recipe(spec.key, profile)
-    before, after, acc, seconds = trained(spec, small, profile)
-    summary = (f"graded with profile {profile}: {spec.class_name} computes the paper's "
-               f"network; the grader trained it ({plan.describe()}, {seconds:.0f} s): loss on "
-               f"its training images {before:.3f} -> {after:.3f}, test accuracy {acc:.3f}")
+    before, after, acc, seconds = trained(spec, train, profile)
+    run = (f"the grader trained it ({plan.describe()}, {seconds:.0f} s): loss on its training "
+           f"images {before:.3f} -> {after:.3f}, test accuracy {acc:.3f}")
     if profile == "full":
         if not acc >= plan.threshold:
             fail(f"{spec.class_name} reached only {acc:.3f} test accuracy with the grader's "
                  f"training recipe, too low for a working {spec.class_name}")
-        return summary
+        return f"graded with profile full: {spec.class_name} computes the paper's network; {run}"
+    note = CPU_NOTE.format(profile=profile, name=spec.class_name)
     if not after < before * (1 - MIN_TRAINING_DECREASE):
-        fail(f"{spec.class_name}'s loss on its training images did not fall during the "
-             f"grader's short training run ({before:.4f} -> {after:.4f})")
-    return summary + " (on a CPU the grader checks that the loss falls, not a threshold)"
+        fail(f"{note[0].upper()}{note[1:]}. {spec.class_name}'s loss on its training images did "
+             f"not fall during that run ({before:.4f} -> {after:.4f})")
+    return f"{note[0].upper()}{note[1:]}. It does: {run}"

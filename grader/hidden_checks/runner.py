@@ -41,8 +41,7 @@ _CACHE: dict[tuple[str, str, str], dict[str, PartResult]] = {}
 
 
 def _fingerprint(result) -> str:
-    text = repr((result.problem, sorted(result.graphs.items())))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(result.fingerprint().encode()).hexdigest()
 
 
 def _grade_id(item: pytest.Item) -> str:

@@ -21,14 +21,27 @@ import torch.nn.functional as F
 
 from hidden_checks.spec import Layer, ModelSpec, get_spec
 
-from .description import OPS, Graph, Node, Ref
-from .rebuild import Rebuilt
+from .description import IN_PLACE, Graph, Node, Ref
+from .rebuild import NotRebuildable, Rebuilt
+from .words import located, operation
+from .words import where as _located_at
 
 CONV, LINEAR = "aten.conv2d.default", "aten.linear.default"
-LAYER_OPS = (CONV, LINEAR)
+CONVS = (CONV, "aten.conv2d.padding")  # numeric or string padding ("same", "valid")
+LAYER_OPS = (*CONVS, LINEAR)
 MAX_POOL, AVG_POOL = "aten.max_pool2d.default", "aten.avg_pool2d.default"
+MAX_POOLS = (MAX_POOL, "aten.max_pool2d_with_indices.default")
 DETACH = "aten.detach.default"
-TRANSPARENT = (DETACH, "aten.clone.default", "aten.contiguous.default")
+TRANSPARENT = (DETACH, "aten.clone.default", "aten.contiguous.default", "aten.alias.default")
+DROPOUTS = ("aten.dropout.default", "aten.feature_dropout.default", "aten.alpha_dropout.default",
+            "aten.feature_alpha_dropout.default")
+NORMS = ("aten.batch_norm.default", "aten.layer_norm.default", "aten.group_norm.default",
+         "aten.instance_norm.default")
+ACTIVATIONS = tuple(f"aten.{name}.default" for name in (
+    "leaky_relu", "gelu", "elu", "selu", "celu", "silu", "mish", "hardtanh", "relu6",
+    "hardswish", "hardsigmoid", "tanh", "sigmoid", "softplus", "clamp_min", "clamp",
+    "threshold"))
+PADS = ("aten.pad.default", "aten.constant_pad_nd.default")
 # F.local_response_norm on a 4-d input, as torch.export writes it after ``x * x``.
 LRN_OPS = (("aten.view.default",), ("aten.pad.default", "aten.constant_pad_nd.default"),
            ("aten.avg_pool3d.default",), ("aten.squeeze.dim",), ("aten.view.default",),
@@ -43,24 +56,12 @@ BIAS_STD = 0.05
 
 WORDS = {"conv": "convolution", "linear": "linear layer", "relu": "ReLU",
          "maxpool": "max-pool", "lrn": "local response normalisation",
-         "adaptive_avgpool": "adaptive average pool", "flatten": "flatten", "dropout": "dropout"}
+         "adaptive_avgpool": "adaptive average pool", "flatten": "flatten", "dropout": "dropout",
+         "activation": "another activation", "norm": "normalisation", "softmax": "softmax",
+         "log_softmax": "log-softmax", "pad": "padding", "adaptive_maxpool": "adaptive max-pool"}
 TOKENS = {"relu": "R", "maxpool": "P", "lrn": "N", "adaptive_avgpool": "A", "flatten": "F",
-          "dropout": "D"}
-OP_WORDS = {
-    "aten.mul.Tensor": "a multiplication (x * ...)", "aten.add.Tensor": "an addition (x + ...)",
-    "aten.div.Tensor": "a division (x / ...)", "aten.pow.Tensor_Scalar": "a power (x ** ...)",
-    AVG_POOL: "an average pool", "aten.avg_pool3d.default": "a 3-d average pool",
-    "aten.pad.default": "a padding (F.pad)", "aten.constant_pad_nd.default": "a padding (F.pad)",
-    "aten.squeeze.dim": "a squeeze", "aten.unsqueeze.default": "an unsqueeze",
-    "aten.view.default": "a view that is not a flatten to (batch, features)",
-    "aten.reshape.default": "a reshape that is not a flatten to (batch, features)",
-    "aten.flatten.using_ints": "a flatten that does not start at dimension 1",
-    "aten.clamp_min.default": "a clamp_min(x, v) with v != 0",
-    CONV: "a convolution", LINEAR: "a linear layer", "aten.relu.default": "a ReLU",
-    "aten.relu_.default": "a ReLU", MAX_POOL: "a max-pool", "aten.dropout.default": "a dropout",
-    "aten.adaptive_avg_pool2d.default": "an adaptive average pool",
-    DETACH: "a .detach()", "aten.clone.default": "a .clone()",
-}
+          "dropout": "D", "activation": "X", "norm": "B", "softmax": "S", "log_softmax": "L",
+          "pad": "Z", "adaptive_maxpool": "M"}
 
 
 @dataclass(frozen=True)
@@ -105,20 +106,23 @@ class Departure(AssertionError):
 
 # ----------------------------------------------------------------------------- graph helpers
 def _kinds(graph: Graph) -> dict[str, str]:
-    return {node.name: OPS[node.op] for node in graph.nodes}
+    return {node.name: graph.kind(node.name) for node in graph.nodes}
+
+
+DATA = ("tensor", "tuple")  # what a node computes as data (not a shape)
 
 
 def _inputs(node: Node, kinds: dict[str, str]) -> list[Ref]:
     """The tensors a node reads (its input or other nodes' results; not shapes, not weights)."""
     return [ref for ref in node.refs()
-            if ref.kind == "input" or (ref.kind == "node" and kinds[ref.name] == "tensor")]
+            if ref.kind == "input" or (ref.kind == "node" and kinds[ref.name] in DATA)]
 
 
 def _successors(graph: Graph) -> dict[str, list[Node]]:
     """Where each tensor (input "x" or node) flows to, as data."""
     kinds, found = _kinds(graph), {}
     for node in graph.nodes:
-        if kinds[node.name] == "tensor":
+        if kinds[node.name] in DATA:
             for ref in _inputs(node, kinds):
                 found.setdefault(ref.name, []).append(node)
     return found
@@ -147,11 +151,9 @@ def _arg(node: Node, index: int, name: str, default: Any = None) -> Any:
     return dict(node.kwargs).get(name, default)
 
 
-def _where(node: Node) -> str:
-    """Where the student wrote the operation: a module attribute or forward() itself."""
-    if node.module and not node.module.startswith("_"):  # export's placeholders start with _
-        return f" (self.{node.module})"
-    return " in forward()"
+def _where(node: Node, graph: Graph) -> str:
+    """Where the student wrote the operation: `` (self.features.0 (nn.Conv2d), line ...)``."""
+    return f" ({_located_at(node, graph)})"
 
 
 def _number(value: Any) -> bool:
@@ -168,17 +170,24 @@ def _pair(value: Any, what: str) -> tuple[int, int]:
 
 
 def _relu_like(node: Node) -> bool:
-    if node.op in ("aten.relu.default", "aten.relu_.default"):
+    """max(x, 0) however it is spelt: relu, clamp_min(0), clamp(min=0), threshold(0, 0)."""
+    op = IN_PLACE.get(node.op, node.op)
+    if op == "aten.relu.default":
         return True
-    return node.op == "aten.clamp_min.default" and _number(_arg(node, 1, "min")) \
-        and _arg(node, 1, "min") == 0
+    if op in ("aten.clamp_min.default", "aten.clamp.default"):
+        low, high = _arg(node, 1, "min"), _arg(node, 2, "max")
+        return _number(low) and low == 0 and high is None
+    if op == "aten.threshold.default":
+        threshold, value = _arg(node, 1, "threshold"), _arg(node, 2, "value")
+        return _number(threshold) and _number(value) and threshold == 0 and value == 0
+    return False
 
 
 def _spec_for(graph: Graph, model_key: str | None) -> ModelSpec | None:
     """The given model's spec, or the one whose number of convolutions the graph has."""
     if model_key is not None:
         return get_spec(model_key)
-    convs = sum(node.op == CONV for node in graph.nodes)
+    convs = sum(node.op in CONVS for node in graph.nodes)
     matching = [get_spec(key) for key in PAPERS
                 if sum(layer.kind == "Conv2d" for layer in get_spec(key).layers) == convs]
     return matching[0] if matching else None
@@ -198,7 +207,7 @@ def _node_layer_names(graph: Graph, spec: ModelSpec | None) -> dict[str, str]:
     counts, names = {"conv": 0, "linear": 0}, {}
     for node in graph.nodes:
         if node.op in LAYER_OPS:
-            kind = "conv" if node.op == CONV else "linear"
+            kind = "conv" if node.op in CONVS else "linear"
             names[node.name] = _layer_name(kind, counts[kind], spec)
             counts[kind] += 1
     return names
@@ -216,13 +225,44 @@ def torchvision_modules(graph: Graph) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- stages
-def _conv_config(node: Node) -> tuple:
+def _conv_config(node: Node, graph: Graph) -> tuple:
+    """(stride, padding, dilation, groups); padding="same"/"valid" as the numbers they mean."""
     groups = _arg(node, 6, "groups", 1)
     if not isinstance(groups, int):
         raise Departure(f"the groups of a convolution must be a fixed number, found {groups!r}")
-    return (_pair(_arg(node, 3, "stride", 1), "stride"),
-            _pair(_arg(node, 4, "padding", 0), "padding"),
-            _pair(_arg(node, 5, "dilation", 1), "dilation"), groups)
+    stride = _pair(_arg(node, 3, "stride", 1), "stride")
+    dilation = _pair(_arg(node, 5, "dilation", 1), "dilation")
+    padding = _arg(node, 4, "padding", 0)
+    if padding == "valid":
+        padding = 0
+    elif padding == "same":
+        weight = _arg(node, 1, "weight")
+        kernel = dict(graph.params).get(weight.name, ()) if isinstance(weight, Ref) else ()
+        if len(kernel) != 4:
+            raise Departure("a convolution with padding='same' must use its own weights")
+        spans = [d * (k - 1) for d, k in zip(dilation, kernel[2:])]
+        if any(span % 2 for span in spans):
+            raise Departure(f"padding='same'{_where(node, graph)} pads unevenly for a "
+                            f"{kernel[2]}x{kernel[3]} kernel; give the padding as numbers")
+        padding = tuple(span // 2 for span in spans)
+    return stride, _pair(padding, "padding"), dilation, groups
+
+
+def _pad_config(node: Node) -> tuple[int, int] | None:
+    """(rows, columns) of a symmetric zero padding of the last two dimensions, else None."""
+    pads = _arg(node, 1, "pad")
+    mode = _arg(node, 2, "mode", "constant")
+    value = _arg(node, 3, "value", 0) if node.op == "aten.pad.default" else _arg(node, 2,
+                                                                                  "value", 0)
+    if node.op == "aten.constant_pad_nd.default":
+        mode = "constant"
+    if not (isinstance(pads, tuple) and len(pads) == 4 and all(
+            isinstance(p, int) and not isinstance(p, bool) for p in pads)):
+        return None
+    left, right, top, bottom = pads
+    if mode != "constant" or value not in (0, 0.0, None) or left != right or top != bottom:
+        return None
+    return top, left
 
 
 def _pool_config(node: Node) -> tuple:
@@ -253,34 +293,74 @@ def _is_flatten(node: Node, graph: Graph) -> bool:
     return (_is_batch(first, graph) and (second == -1 or positive)) or (first == -1 and positive)
 
 
-def _layer_stage(node: Node) -> Stage:
+def _layer_stage(node: Node, graph: Graph) -> Stage:
     weight, bias = _arg(node, 1, "weight"), _arg(node, 2, "bias")
     if not (isinstance(weight, Ref) and weight.kind == "param"
             and (bias is None or (isinstance(bias, Ref) and bias.kind == "param"))):
         raise Departure("a convolution or linear layer must use its own weight and bias "
                         "parameters directly")
     params = (weight.name, bias.name if bias is not None else None)
-    if node.op == CONV:
-        return Stage("conv", node.name, params, _conv_config(node))
+    if node.op in CONVS:
+        return Stage("conv", node.name, params, _conv_config(node, graph))
     return Stage("linear", node.name, params)
 
 
 def _single_stage(node: Node, graph: Graph) -> Stage | None:
     """The stage of a one-input node; None if it is not one."""
-    if node.op in LAYER_OPS:
-        return _layer_stage(node)
+    op = IN_PLACE.get(node.op, node.op)
+    if op in LAYER_OPS:
+        return _layer_stage(node, graph)
     if _relu_like(node):
         return Stage("relu", node.name)
-    if node.op == MAX_POOL:
+    if op in MAX_POOLS:
         return Stage("maxpool", node.name, config=_pool_config(node))
-    if node.op == "aten.adaptive_avg_pool2d.default":
+    if op == "aten.adaptive_avg_pool2d.default":
         return Stage("adaptive_avgpool", node.name,
                      config=_pair(_arg(node, 1, "output_size"), "output size"))
-    if node.op == "aten.dropout.default" and _number(_arg(node, 1, "p")):
+    if op == "aten.adaptive_max_pool2d.default":
+        # max and average agree wherever each output cell covers one input cell, as at the
+        # papers' sizes (6x6 / 7x7 maps) and at the training sizes (1x1 maps); the
+        # numbers are compared at the paper's size
+        return Stage("adaptive_avgpool", node.name,
+                     config=_pair(_arg(node, 1, "output_size"), "output size"))
+    if op in DROPOUTS and _number(_arg(node, 1, "p")):
         return Stage("dropout", node.name, config=(_arg(node, 1, "p"),))
+    if op in ACTIVATIONS:
+        return Stage("activation", node.name, config=(op,))
+    if op in NORMS:
+        return Stage("norm", node.name, config=(op,))
+    if op in ("aten.softmax.int", "aten._softmax.default"):
+        return Stage("softmax", node.name)
+    if op in ("aten.log_softmax.int", "aten._log_softmax.default") and _arg(
+            node, 1, "dim") in (1, -1):
+        return Stage("log_softmax", node.name)
+    if op in PADS and _pad_config(node) is not None:
+        return Stage("pad", node.name, config=_pad_config(node))
     if _is_flatten(node, graph):
         return Stage("flatten", node.name)
     return None
+
+
+def _pool_output(graph: Graph, node: Node) -> bool:
+    """``pool(x)[0]`` of a max-pool that also returns indices: the pooled maps."""
+    if node.op != "getitem" or _arg(node, 1, "index") != 0:
+        return False
+    source = node.args[0] if node.args else None
+    return isinstance(source, Ref) and source.kind == "node" and graph.node(
+        source.name).op in MAX_POOLS + ("aten.adaptive_max_pool2d.default",)
+
+
+def _merge_padding(chain: list[Stage]) -> list[Stage]:
+    """A zero padding right before a convolution is that convolution's padding."""
+    merged: list[Stage] = []
+    for stage in chain:
+        if stage.kind == "conv" and merged and merged[-1].kind == "pad":
+            pad = merged.pop().config
+            stride, padding, dilation, groups = stage.config
+            stage = Stage("conv", stage.node, stage.params,
+                          (stride, (padding[0] + pad[0], padding[1] + pad[1]), dilation, groups))
+        merged.append(stage)
+    return merged
 
 
 def _lrn_stage(block: list[Node], current: Ref, kinds: dict[str, str]) -> Stage | None:
@@ -319,32 +399,35 @@ def stages(graph: Graph, model_key: str | None = None) -> list[Stage]:
     dropout (p,). detach/clone/contiguous are skipped; results nobody uses are ignored.
     """
     spec, kinds, live = _spec_for(graph, model_key), _kinds(graph), _live(graph)
-    nodes = [n for n in graph.nodes if n.name in live and kinds[n.name] == "tensor"]
+    nodes = [n for n in graph.nodes if n.name in live and kinds[n.name] in DATA]
     chain: list[Stage] = []
     current, index = Ref("input", "x"), 0
     while index < len(nodes):
         node, inputs = nodes[index], _inputs(nodes[index], kinds)
-        where = _where(node)
+        where = _where(node, graph)
+        passes = False
         if node.op == "aten.mul.Tensor" and inputs == [current, current]:
             stage = _lrn_stage(nodes[index:], current, kinds)
             index += len(LRN_OPS) if stage else 0
         elif inputs != [current]:
             raise Departure(
-                f"{_position(chain, spec)}, forward() computes {_op_text(node.op)}"
+                f"{_position(chain, spec)}, forward() computes {operation(node)}"
                 f"{where} from something other than the previous layer's output alone: "
                 f"{_class_name(spec)} is a single chain of layers, each applied to the result "
                 f"of the one before")
         else:
-            stage = None if node.op in TRANSPARENT else _single_stage(node, graph)
-        if stage is None and node.op not in TRANSPARENT:
+            passes = node.op in TRANSPARENT or _pool_output(graph, node)
+            stage = None if passes else _single_stage(node, graph)
+        if stage is None and not passes:
             raise Departure(f"{_position(chain, spec)}, forward() computes "
-                            f"{_op_text(node.op)}{where}, which is not part of "
+                            f"{operation(node)}{where}, which is not part of "
                             f"{_class_name(spec)}")
-        if stage is not None:
+        if stage is not None and not (stage.kind == "flatten" and chain
+                                      and chain[-1].kind == "flatten"):  # flat already
             chain.append(stage)
         current = Ref("node", nodes[index].name)
         index += 1
-    return chain
+    return _merge_padding(chain)
 
 
 # ----------------------------------------------------------------------------- data flow
@@ -365,15 +448,13 @@ def _unrectified_path(start: Node, graph: Graph, successors: dict[str, list[Node
     return None
 
 
-def _op_word(node: Node, names: dict[str, str]) -> str:
-    """A node in a path: the layer's name, or the operation's short name."""
+def _op_word(node: Node, names: dict[str, str], graph: Graph) -> str:
+    """A node in a path: the layer's name, a pool, or the operation and where it is."""
     if node.name in names:
         return names[node.name]
-    return {MAX_POOL: "max-pool", AVG_POOL: "average pool"}.get(node.op, node.op.split(".")[1])
-
-
-def _op_text(op: str) -> str:
-    return OP_WORDS.get(op, f"the operation {op.split('.')[1]}")
+    if node.op in (*MAX_POOLS, AVG_POOL):
+        return "max-pool" if node.op in MAX_POOLS else "average pool"
+    return located(node, graph)
 
 
 def nonlinearity_problem(graph: Graph, model_key: str | None = None) -> str | None:
@@ -387,7 +468,7 @@ def nonlinearity_problem(graph: Graph, model_key: str | None = None) -> str | No
             continue
         end = path[-1]
         target = names[end.name] if end.op in LAYER_OPS and end is not layer else "the output"
-        route = " -> ".join(_op_word(node, names) for node in path)
+        route = " -> ".join(_op_word(node, names, graph) for node in path)
         return (f"{names[layer.name]}'s output reaches {target} without a ReLU: {route}. "
                 f"{_class_name(spec)} puts a ReLU after every convolution and hidden linear "
                 f"layer; note that F.relu(x) returns a new tensor, so write x = F.relu(x)")
@@ -400,7 +481,7 @@ def detach_problem(graph: Graph, model_key: str | None = None) -> str | None:
     trained: set[str] = set()
     for node in graph.nodes:
         if any(r.kind == "param" or r.name in trained for r in node.refs()) \
-                and kinds[node.name] == "tensor":
+                and kinds[node.name] in DATA:
             trained.add(node.name)
     names = _node_layer_names(graph, _spec_for(graph, model_key))
     for node in graph.nodes:
@@ -414,7 +495,7 @@ def detach_problem(graph: Graph, model_key: str | None = None) -> str | None:
                         f"so they would never be trained. Remove the .detach() from forward()")
             cut = upstream[0] if len(upstream) == 1 else f"{upstream[0]} to {upstream[-1]}"
             return (f"forward() detaches the activations after {upstream[-1]}"
-                    f"{_where(node)}: no gradient flows back through .detach(), so "
+                    f"{_where(node, graph)}: no gradient flows back through .detach(), so "
                     f"{cut} would never be trained. Remove the .detach() from forward()")
     return None
 
@@ -433,23 +514,55 @@ def _paper_pool(paper: Paper) -> tuple:
     return (kernel, kernel), (stride, stride), (0, 0), (1, 1), False
 
 
-def _max_pool_problem(index: int, node: Node, paper: Paper) -> str | None:
+def pool_inputs(graph: Graph) -> dict[str, tuple[int, int]]:
+    """Each max-pool's input side (height, width), from a shapes-only run on the meta
+    device; empty when the network cannot be rebuilt up to its pools."""
+    pools = [n for n in graph.nodes if n.op in MAX_POOLS]
+    net, record = Rebuilt(graph, device="meta"), {}
+    x = torch.zeros(1, graph.in_channels, graph.size, graph.size, device="meta")
+    try:
+        net(x, record, targets=[n.name for n in pools])
+    except (NotRebuildable, RuntimeError):
+        return {}
+    sides = {}
+    for node in pools:
+        source = node.args[0]
+        value = x if source == Ref("input", "x") else record.get(source.name)
+        if isinstance(value, torch.Tensor) and value.dim() >= 2:
+            sides[node.name] = (int(value.shape[-2]), int(value.shape[-1]))
+    return sides
+
+
+def _same_in_floor_mode(config: tuple, side: tuple[int, int] | None) -> bool:
+    """Whether ceil_mode=True computes what floor mode does on this input (every window
+    fits exactly: (side - kernel) divisible by the stride)."""
+    (kh, kw), (sh, sw), padding, dilation, _ceil = config
+    return side is not None and padding == (0, 0) and dilation == (1, 1) \
+        and (side[0] - kh) % sh == 0 and (side[1] - kw) % sw == 0
+
+
+def _max_pool_problem(index: int, node: Node, paper: Paper, graph: Graph,
+                      sides: dict[str, tuple[int, int]]) -> str | None:
     if node.op == AVG_POOL:
-        return (f"pool {index}{_where(node)} is an average pool (nn.AvgPool2d / "
+        return (f"pool {index}{_where(node, graph)} is an average pool (nn.AvgPool2d / "
                 f"F.avg_pool2d); {paper.pool_text}")
     config = _pool_config(node)
+    if config[4] and _same_in_floor_mode(config, sides.get(node.name)):
+        config = (*config[:4], False)  # ceil_mode changes nothing on this input
     if config != _paper_pool(paper):
-        return f"max-pool {index}{_where(node)} is {_pool_text(config)}; {paper.pool_text}"
+        return (f"max-pool {index}{_where(node, graph)} is {_pool_text(config)}; "
+                f"{paper.pool_text}")
     return None
 
 
 def pooling_problem(graph: Graph, model_key: str) -> str | None:
     """The paper's number of max-pools, each with the paper's window and stride."""
     spec, paper, live = get_spec(model_key), PAPERS[get_spec(model_key).key], _live(graph)
-    pools = [n for n in graph.nodes if n.name in live and n.op in (MAX_POOL, AVG_POOL)]
+    pools = [n for n in graph.nodes if n.name in live and n.op in (*MAX_POOLS, AVG_POOL)]
+    sides = pool_inputs(graph)
     try:
         for index, node in enumerate(pools, 1):
-            problem = _max_pool_problem(index, node, paper)
+            problem = _max_pool_problem(index, node, paper, graph, sides)
             if problem:
                 return problem
     except Departure as departure:
@@ -465,7 +578,8 @@ def _tail_rule(layer: Layer, paper: Paper, last_conv: str, last: str) -> tuple[s
     """(regex over stage tokens, words) for what may follow ``layer`` up to the next layer."""
     name = layer.name
     if name == last:
-        return "", "nothing: its output is the network's output (the logits)"
+        return "L?", ("nothing: its output is the network's output, the logits (a log-softmax "
+                      "over the classes is accepted: nn.CrossEntropyLoss gives it the same loss)")
     if layer.kind == "Linear":
         return "D*RD*", "a ReLU (dropout before or after it is optional)"
     pooled = "(RP|PR)" if name not in paper.lrn_after else "(RN?P|RPN?|PRN?)"
@@ -483,7 +597,7 @@ def _tail_rule(layer: Layer, paper: Paper, last_conv: str, last: str) -> tuple[s
 
 def _layer_problem(stage: Stage, layer: Layer, graph: Graph, seen: dict[str, str]) -> str | None:
     """How a conv/linear stage departs from the paper's ``layer``, or None."""
-    where = _where(graph.node(stage.node))
+    where = _where(graph.node(stage.node), graph)
     expected = f"the paper's {layer.name} is {layer.describe()}"
     if (stage.kind == "conv") != (layer.kind == "Conv2d"):
         found = "a convolution" if stage.kind == "conv" else "a linear layer"
@@ -521,14 +635,28 @@ def _groups(chain: list[Stage]) -> tuple[list[Stage], list[tuple[Stage, list[Sta
     return head, groups
 
 
+OFF_PAPER = ("activation", "norm", "softmax", "log_softmax", "pad", "adaptive_maxpool")
+
+
+def _stage_words(stage: Stage, graph: Graph) -> str:
+    """A stage in words; one the paper does not have also says where it is written."""
+    if stage.kind in OFF_PAPER:
+        return located(graph.node(stage.node), graph)
+    return WORDS[stage.kind]
+
+
 def _tail_problem(name: str, tail: list[Stage], rule: tuple[str, str], graph: Graph,
-                  paper: Paper, pools: list[Stage]) -> str | None:
+                  paper: Paper, pools: list[Stage], sides: dict[str, tuple[int, int]]
+                  ) -> str | None:
     pattern, expected = rule
     tokens = "".join(TOKENS[s.kind] for s in tail)
     if not re.fullmatch(pattern, tokens):
-        found = ", ".join(WORDS[s.kind] for s in tail) or "nothing"
+        found = ", ".join(_stage_words(s, graph) for s in tail) or "nothing"
         hint = ""
-        if "R" in pattern and "R" not in tokens:
+        if "S" in tokens:
+            hint = (" (return the raw scores: nn.CrossEntropyLoss applies the softmax itself, "
+                    "and a softmax before it changes what the network learns)")
+        elif "R" in pattern and "R" not in tokens:
             hint = " (F.relu(x) returns a new tensor: write x = F.relu(x))"
         elif "N" in tokens and "N" not in pattern:
             hint = f" ({paper.lrn_text})"
@@ -536,7 +664,7 @@ def _tail_problem(name: str, tail: list[Stage], rule: tuple[str, str], graph: Gr
     for stage in tail:
         if stage.kind == "maxpool":
             pools.append(stage)
-            problem = _max_pool_problem(len(pools), graph.node(stage.node), paper)
+            problem = _max_pool_problem(len(pools), graph.node(stage.node), paper, graph, sides)
             if problem:
                 return problem
         if stage.kind == "adaptive_avgpool" and stage.config != (paper.side, paper.side):
@@ -554,15 +682,16 @@ def paper_problem(graph: Graph, model_key: str) -> str | None:
         head, groups = _groups(stages(graph, model_key))
         if head:
             return (f"before {layers[0].name}, forward() applies "
-                    f"{', '.join(WORDS[s.kind] for s in head)}; the paper's network starts "
-                    f"with {layers[0].name}")
+                    f"{', '.join(_stage_words(s, graph) for s in head)}; the paper's network "
+                    f"starts with {layers[0].name}")
+        sides = pool_inputs(graph)
         last_conv = [layer.name for layer in layers if layer.kind == "Conv2d"][-1]
         seen: dict[str, str] = {}
         pools: list[Stage] = []
         for (stage, tail), layer in zip(groups, layers):
             problem = _layer_problem(stage, layer, graph, seen) or _tail_problem(
                 layer.name, tail, _tail_rule(layer, paper, last_conv, layers[-1].name),
-                graph, paper, pools)
+                graph, paper, pools, sides)
             if problem:
                 return problem
     except Departure as departure:
@@ -570,7 +699,7 @@ def paper_problem(graph: Graph, model_key: str) -> str | None:
     if len(groups) > len(layers):
         extra = graph.node(groups[len(layers)][0].node)
         return (f"after {layers[-1].name}, forward() applies another "
-                f"{WORDS[groups[len(layers)][0].kind]}{_where(extra)}; "
+                f"{WORDS[groups[len(layers)][0].kind]}{_where(extra, graph)}; "
                 f"{spec.class_name} ends with {layers[-1].name}, whose output is the logits")
     if len(groups) < len(layers):
         missing = layers[len(groups)]
@@ -635,6 +764,8 @@ def _paper_values(chain: list[Stage], model: Rebuilt, x: torch.Tensor, spec: Mod
             x = F.adaptive_avg_pool2d(x, stage.config)
         elif stage.kind == "flatten":
             x = torch.flatten(x, 1)
+        elif stage.kind == "log_softmax":
+            x = F.log_softmax(x, 1)
         yield x
 
 
@@ -655,6 +786,7 @@ def _first_difference(chain: list[Stage], model: Rebuilt, x: torch.Tensor, spec:
     labels = _stage_labels(chain, spec)
     for stage, label, want in zip(chain, labels, _paper_values(chain, model, x, spec)):
         got = record[stage.node]
+        got = got[0] if isinstance(got, tuple) else got
         if got.shape != want.shape:
             return (f"{label} gives a result of shape {tuple(got.shape)}, the paper's network "
                     f"{tuple(want.shape)} there")

@@ -1,9 +1,11 @@
 """Validate a network description written by the sandbox (untrusted plain data).
 
-``load_graph(data)`` checks every field against fixed limits and an allowlist of ATen
-operators, and returns a ``Graph`` of frozen dataclasses. Anything unexpected raises
-``DescriptionError`` with a message that can be shown to the student. Recorded shapes
-are kept for messages only: the trusted side recomputes every shape itself.
+``load_graph(data)`` checks every field against fixed limits and returns a ``Graph`` of
+frozen dataclasses; ``load_inventory(data)`` does the same for what a constructor built
+(modules and parameters, known without a forward pass). Operators outside the rebuild's
+vocabulary (``OPS``) are kept as unknown nodes that the rebuild refuses to run; anything
+malformed raises ``DescriptionError``. Recorded shapes and lines are kept for messages
+only: the trusted side recomputes every shape itself.
 """
 from __future__ import annotations
 
@@ -12,24 +14,62 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# Operators a network of this assignment may use, as torch.export names them. The
-# value says what the node produces: a tensor, or an int (the batch size).
+# The vocabulary: operators the grader can rebuild, as torch.export names them, with
+# what each produces (a tensor, a tuple of tensors, or an int: the batch size). A node
+# outside it is kept as an unknown operation: the loader accepts it, the rebuild refuses
+# to run it, and only the parts that need its result fail (netgraph.words names it in
+# the student's terms).
+_TENSOR_OPS = (
+    # layers
+    "conv2d.default", "conv2d.padding", "linear.default",
+    # activations (and their in-place forms)
+    "relu.default", "relu_.default", "clamp_min.default", "clamp_min_.default",
+    "clamp.default", "clamp_.default", "threshold.default", "threshold_.default",
+    "leaky_relu.default", "leaky_relu_.default", "gelu.default", "gelu_.default",
+    "elu.default", "elu_.default", "selu.default", "selu_.default", "celu.default",
+    "celu_.default", "silu.default", "silu_.default", "mish.default", "mish_.default",
+    "hardtanh.default", "hardtanh_.default", "relu6.default", "hardswish.default",
+    "hardswish_.default", "hardsigmoid.default", "hardsigmoid_.default", "tanh.default",
+    "tanh_.default", "sigmoid.default", "sigmoid_.default", "softplus.default",
+    # normalisation
+    "batch_norm.default", "layer_norm.default", "group_norm.default",
+    "instance_norm.default",
+    # the softmax family
+    "softmax.int", "log_softmax.int", "_softmax.default", "_log_softmax.default",
+    # padding
+    "pad.default", "constant_pad_nd.default", "reflection_pad2d.default",
+    "replication_pad2d.default",
+    # pooling (local response normalisation decomposes into avg_pool3d and arithmetic)
+    "max_pool2d.default", "avg_pool2d.default", "avg_pool3d.default",
+    "adaptive_avg_pool2d.default",
+    # identity and dropout variants
+    "dropout.default", "dropout_.default", "feature_dropout.default",
+    "feature_dropout_.default", "alpha_dropout.default", "alpha_dropout_.default",
+    "feature_alpha_dropout.default", "feature_alpha_dropout_.default",
+    "detach.default", "clone.default", "contiguous.default", "alias.default",
+    # shapes
+    "flatten.using_ints", "view.default", "reshape.default", "squeeze.dim", "squeeze.dims",
+    "squeeze.default", "unsqueeze.default", "permute.default", "transpose.int",
+    "slice.Tensor", "select.int", "expand.default", "t.default",
+    # arithmetic: residual additions, concatenation, means
+    "add.Tensor", "add_.Tensor", "sub.Tensor", "mul.Tensor", "mul_.Tensor", "div.Tensor",
+    "pow.Tensor_Scalar", "neg.default", "cat.default", "mean.dim", "mean.default",
+    "sum.dim_IntList", "amax.default", "matmul.default", "mm.default", "addmm.default",
+)
 OPS: dict[str, str] = {
-    **{op: "tensor" for op in (
-        "aten.conv2d.default", "aten.linear.default",
-        "aten.relu.default", "aten.relu_.default", "aten.clamp_min.default",
-        "aten.max_pool2d.default", "aten.avg_pool2d.default", "aten.avg_pool3d.default",
-        "aten.adaptive_avg_pool2d.default",
-        "aten.dropout.default",
-        "aten.flatten.using_ints", "aten.view.default", "aten.reshape.default",
-        "aten.squeeze.dim", "aten.unsqueeze.default", "aten.contiguous.default",
-        "aten.pad.default", "aten.constant_pad_nd.default",
-        "aten.mul.Tensor", "aten.add.Tensor", "aten.div.Tensor", "aten.pow.Tensor_Scalar",
-        "aten.detach.default", "aten.clone.default",
-    )},
+    **{f"aten.{op}": "tensor" for op in _TENSOR_OPS},
+    "aten.max_pool2d_with_indices.default": "tuple",
+    "aten.adaptive_max_pool2d.default": "tuple",
     "aten.sym_size.int": "int",
+    "getitem": "tensor",  # an element of a tuple (a pool's output, not its indices)
 }
-IN_PLACE = {"aten.relu_.default": "aten.relu.default"}
+# In-place forms and what the rebuild runs instead (export routes later uses to them).
+IN_PLACE = {op: op.replace("_.", ".") for op in OPS if re.match(r"aten\.[a-z0-9_]+[a-z0-9]_\.", op)}
+# Buffers the grader can rebuild itself (normalisation statistics); any other buffer
+# would need the student's values.
+KNOWN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+OP_NAME = re.compile(r"^aten\.[a-z0-9_]{1,60}\.[A-Za-z0-9_]{1,40}$")
+UNKNOWN = "unknown"
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$")
 MAX_NODES, MAX_PARAMS, MAX_LIST, MAX_DIM = 1000, 200, 16, 1 << 20
@@ -45,7 +85,7 @@ class DescriptionError(ValueError):
 class Ref:
     """An argument that refers to a node's result, a parameter or the network's input."""
 
-    kind: str  # "node", "param" or "input"
+    kind: str  # "node", "param", "buffer" or "input"
     name: str
 
 
@@ -57,6 +97,12 @@ class Node:
     kwargs: tuple[tuple[str, Any], ...]
     module: str  # the submodule that ran it ("" for forward() itself)
     shape: tuple[int | None, ...] | None  # as recorded (untrusted, messages only)
+    line: str = ""  # the student's line of code that produced it (messages only)
+
+    @property
+    def known(self) -> bool:
+        """Whether the grader can rebuild this operation."""
+        return self.op in OPS
 
     def refs(self) -> list[Ref]:
         """Every reference among the arguments, in order."""
@@ -86,6 +132,19 @@ class Graph:
     nodes: tuple[Node, ...]
     output: Ref
     modules: tuple[tuple[str, tuple[str, ...]], ...]  # module path -> its classes (MRO)
+    buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def kind(self, name: str) -> str:
+        """What node ``name`` produces: "tensor", "tuple", "int" or "other"."""
+        node = self.node(name)
+        if node.known:
+            return OPS[node.op]
+        return "tensor" if node.shape is not None else "other"
+
+    def module_class(self, path: str) -> str:
+        """The first class of the module at ``path`` ("" if unknown)."""
+        return next((classes[0] for name, classes in self.modules if name == path and classes),
+                    "")
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -116,7 +175,8 @@ def _name(value: Any, what: str) -> str:
     return value
 
 
-def _argument(value: Any, known: set[str], params: set[str], depth: int = 0) -> Any:
+def _argument(value: Any, known: set[str], params: set[str], depth: int = 0,
+              buffers: frozenset[str] = frozenset()) -> Any:
     """A validated argument: literals, lists of them, or references to what exists."""
     if value is None or isinstance(value, bool):
         return value
@@ -125,9 +185,12 @@ def _argument(value: Any, known: set[str], params: set[str], depth: int = 0) -> 
     if isinstance(value, float):
         _check(math.isfinite(value) and abs(value) <= MAX_INT, f"argument {value!r} is not allowed")
         return value
+    if isinstance(value, str):
+        _check(len(value) <= 40 and value.isidentifier(), f"argument {value[:40]!r} is not allowed")
+        return value
     if isinstance(value, list):
         _check(depth <= 1 and len(value) <= MAX_LIST, "argument lists are too long or nested")
-        return tuple(_argument(v, known, params, depth + 1) for v in value)
+        return tuple(_argument(v, known, params, depth + 1, buffers) for v in value)
     _check(isinstance(value, dict) and len(value) == 1, f"argument {str(value)[:60]!r} is not allowed")
     (kind, target), = value.items()
     if kind == "node":
@@ -137,12 +200,16 @@ def _argument(value: Any, known: set[str], params: set[str], depth: int = 0) -> 
     if kind == "param":
         _check(target in params, f"argument refers to an unknown parameter {str(target)[:60]!r}")
         return Ref("param", target)
+    if kind == "buffer":
+        _check(target in buffers, f"argument refers to an unknown buffer {str(target)[:60]!r}")
+        return Ref("buffer", target)
     if kind == "input":
         _check(target == 0, "the network must take exactly one input tensor")
         return Ref("input", "x")
     if kind == "unsupported":
-        raise DescriptionError(f"forward() uses a {str(target)[:60]}, which the grader does not "
-                               f"accept: the networks hold only Conv2d/Linear weights")
+        raise DescriptionError(f"forward() uses a {str(target)[:60]} (a tensor created in "
+                               f"forward() or registered as a constant), which the grader "
+                               f"cannot rebuild: the networks hold only layers' weights")
     raise DescriptionError(f"argument of kind {str(kind)[:30]!r} is not allowed")
 
 
@@ -165,15 +232,28 @@ def _params(raw: Any) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], tuple[st
     return tuple(params), tuple(frozen)
 
 
-def _node(raw: Any, known: set[str], params: set[str]) -> Node:
+def _buffers(raw: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    _check(isinstance(raw, list) and len(raw) <= MAX_PARAMS, "malformed buffer list")
+    buffers = []
+    for entry in raw:
+        _check(isinstance(entry, dict), "malformed buffer entry")
+        name = _name(entry.get("name"), "buffer name")
+        shape = entry.get("shape")
+        _check(isinstance(shape, list) and len(shape) <= 5, f"{name}: malformed shape")
+        dims = tuple(_int(d, f"{name} shape", 1, MAX_DIM) for d in shape)
+        _check(math.prod(dims) <= MAX_DIM, f"{name}: buffer too large")
+        buffers.append((name, dims))
+    return tuple(buffers)
+
+
+def _node(raw: Any, known: dict[str, str], params: set[str], buffers: frozenset[str]) -> Node:
     _check(isinstance(raw, dict), "malformed node")
     name = _name(raw.get("name"), "node name")
     _check(name not in known and name not in params, f"node {name} is defined twice")
     op = raw.get("op")
-    if op not in OPS:
-        raise DescriptionError(f"forward() uses {str(op)[:80]!r}, which is not among the "
-                               f"operations a Conv2d/ReLU/MaxPool2d/Linear network needs "
-                               f"(torch.no_grad() and custom autograd code count as such)")
+    if op not in OPS and not (isinstance(op, str) and OP_NAME.match(op)):
+        raise DescriptionError(f"forward() uses {str(op)[:80]!r}, which is not an operation "
+                               f"of PyTorch's tensor library")
     args = raw.get("args")
     kwargs = raw.get("kwargs", {})
     _check(isinstance(args, list) and len(args) <= MAX_LIST and isinstance(kwargs, dict)
@@ -186,12 +266,16 @@ def _node(raw: Any, known: set[str], params: set[str]) -> Node:
         recorded = tuple(shape)
     module = raw.get("module", "")
     _check(isinstance(module, str) and len(module) <= 200, f"{name}: malformed module path")
-    node = Node(name, op, _argument(args, known, params),
-                tuple((_name(k, "keyword"), _argument(v, known, params))
-                      for k, v in kwargs.items()), module, recorded)
+    line = raw.get("line", "")
+    line = line[:160] if isinstance(line, str) else ""
+    names = set(known)
+    node = Node(name, op, _argument(args, names, params, buffers=buffers),
+                tuple((_name(k, "keyword"), _argument(v, names, params, buffers=buffers))
+                      for k, v in kwargs.items()), module, recorded, line)
     for ref in node.refs():
         if op in IN_PLACE:
-            _check(ref.kind == "node", f"{op} may only change intermediate results in place")
+            _check(ref.kind == "node" or (ref.kind == "buffer" and op == "aten.add_.Tensor"),
+                   f"{op} may only change intermediate results in place")
         if ref.kind == "node":
             _check(ref.name in known, f"{name} uses {ref.name} before it exists")
     return node
@@ -208,6 +292,30 @@ def _modules(raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class Inventory:
+    """What a network's constructor built: its modules and parameters (no forward pass)."""
+
+    in_channels: int
+    num_classes: int
+    params: tuple[tuple[str, tuple[int, ...]], ...]  # in registration order
+    frozen: tuple[str, ...]
+    modules: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def module_class(self, path: str) -> str:
+        return next((classes[0] for name, classes in self.modules if name == path and classes),
+                    "")
+
+
+def load_inventory(data: Any) -> Inventory:
+    """Validate what the sandbox says a constructor built."""
+    _check(isinstance(data, dict), "the description is not an object")
+    in_channels = _int(data.get("in_channels"), "in_channels", 1, 16)
+    num_classes = _int(data.get("num_classes"), "num_classes", 1, 100_000)
+    params, frozen = _params(data.get("params"))
+    return Inventory(in_channels, num_classes, params, frozen, _modules(data.get("modules", {})))
+
+
 def load_graph(data: Any) -> Graph:
     """Validate one configuration's description and return it as a ``Graph``."""
     _check(isinstance(data, dict), "the description is not an object")
@@ -215,21 +323,24 @@ def load_graph(data: Any) -> Graph:
     num_classes = _int(data.get("num_classes"), "num_classes", 1, 100_000)
     size = _int(data.get("size"), "size", 1, 4096)
     params, frozen = _params(data.get("params"))
+    buffers = _buffers(data.get("buffers", []))
     names = {name for name, _shape in params}
+    buffer_names = frozenset(name for name, _shape in buffers)
     raw_nodes = data.get("nodes")
     _check(isinstance(raw_nodes, list) and 1 <= len(raw_nodes) <= MAX_NODES,
            f"a network may have between 1 and {MAX_NODES} operations")
     nodes: list[Node] = []
-    known: set[str] = set()
+    known: dict[str, str] = {}
     for raw in raw_nodes:
-        nodes.append(_node(raw, known, names))
-        known.add(nodes[-1].name)
+        node = _node(raw, known, names, buffer_names)
+        nodes.append(node)
+        known[node.name] = OPS[node.op] if node.known else (
+            "tensor" if node.shape is not None else "other")
     output = data.get("output")
     _check(isinstance(output, list) and len(output) == 1,
            "forward() must return one tensor of logits")
-    result = _argument(output[0], known, names, depth=1)
-    _check(isinstance(result, Ref) and result.kind == "node" and OPS[
-        next(n.op for n in nodes if n.name == result.name)] == "tensor",
+    result = _argument(output[0], set(known), names, depth=1, buffers=buffer_names)
+    _check(isinstance(result, Ref) and result.kind == "node" and known[result.name] == "tensor",
            "forward() must return one tensor computed from its input")
     return Graph(in_channels, num_classes, size, params, frozen, tuple(nodes), result,
-                 _modules(data.get("modules", {})))
+                 _modules(data.get("modules", {})), buffers)

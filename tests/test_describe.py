@@ -1,0 +1,121 @@
+"""The sandboxed description runs the notebook's code as the kernel would: in the
+notebook's folder (read-only, with the files submitted beside it), each cell interrupted
+after its time limit with what it defined kept, and every piece of a model described on
+its own (grader/describe.py, grader/describe_child.py)."""
+from __future__ import annotations
+
+import time
+
+import nbformat
+import pytest
+
+from describe import describe_submission
+from sandbox import Limits, sandbox_problem
+
+from conftest import require
+
+GRADE = {"grade": False, "solution": True, "locked": False, "points": 0}
+
+
+@pytest.fixture(autouse=True)
+def sandbox():
+    problem = sandbox_problem()
+    if problem:
+        require(problem)
+
+
+TINY = """
+import torch
+from torch import nn
+class {name}(nn.Module):
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__()
+        self.fc = nn.Linear(in_channels, num_classes)
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)))
+"""
+
+
+def notebook(*cells: tuple[str, str | None]) -> list:
+    """Code cells; a grade_id makes one a model cell."""
+    made = []
+    for source, grade_id in cells:
+        cell = nbformat.v4.new_code_cell(source)
+        if grade_id:
+            cell.metadata["nbgrader"] = {**GRADE, "grade_id": grade_id}
+        made.append(cell)
+    return made
+
+
+def test_code_runs_in_the_notebooks_folder_read_only(tmp_path):
+    (tmp_path / "widths.txt").write_text("7")
+    cells = notebook(
+        ('WIDTH = int(open("widths.txt").read())\n'
+         'try:\n    open("written.txt", "w").write("x")\n    WRITABLE = True\n'
+         'except OSError:\n    WRITABLE = False\n'
+         'assert not WRITABLE and WIDTH == 7\n' + TINY.format(name="AlexNet"), "alexnet_model"),
+        (TINY.format(name="VGG16"), "vgg16_model"))
+    results = describe_submission(cells, "ci", Limits(wall_seconds=120), folder=tmp_path)
+    assert results["alexnet"].problem is None, results["alexnet"].problem
+    assert results["alexnet"].graphs
+    assert not (tmp_path / "written.txt").exists()
+
+
+def test_a_slow_cell_is_interrupted_and_keeps_what_it_defined(tmp_path):
+    """A training loop after the class in the model cell costs the model nothing; the
+    cells after it run; the whole run stays near one cell limit, not the wall limit."""
+    cells = notebook(
+        (TINY.format(name="AlexNet") + "import time\nfor step in range(10**6):\n"
+         "    time.sleep(0.01)\n", "alexnet_model"),
+        ("import time\ntry:\n    while True:\n        time.sleep(1)\n"
+         "except KeyboardInterrupt:\n    pass  # caught once: interrupted again\n"
+         "while True:\n    time.sleep(1)\n", None),
+        (TINY.format(name="VGG16"), "vgg16_model"))
+    start = time.monotonic()
+    results = describe_submission(cells, "ci", Limits(wall_seconds=120), cell_seconds=3,
+                                  folder=tmp_path)
+    seconds = time.monotonic() - start
+    assert results["alexnet"].problem is None and results["alexnet"].graphs
+    assert results["vgg16"].problem is None and results["vgg16"].graphs
+    assert seconds < 60, seconds
+
+
+def test_a_forward_that_hangs_keeps_the_constructors_inventory(tmp_path):
+    source = TINY.format(name="AlexNet").replace(
+        "return self.fc(", "while self.training:\n            pass\n        return self.fc(")
+    cells = notebook((source, "alexnet_model"), (TINY.format(name="VGG16"), "vgg16_model"))
+    result = describe_submission(cells, "ci", Limits(wall_seconds=120), cell_seconds=3,
+                                 folder=tmp_path)["alexnet"]
+    assert result.problem is None and result.inventories and not result.graphs
+    assert all("training mode did not finish in time" in e for e in result.errors.values())
+    assert result.graphs == {} and len(result.errors) == 3
+    assert results_ok(describe_submission(cells[1:], "ci", Limits(wall_seconds=120),
+                                          cell_seconds=3, folder=tmp_path))
+
+
+def results_ok(results) -> bool:
+    return results["vgg16"].problem is None and bool(results["vgg16"].graphs)
+
+
+def test_a_network_that_fails_at_one_size_keeps_the_others(tmp_path):
+    """Without a way to accept 32x32, VGG16's training-size description fails alone."""
+    source = TINY.format(name="VGG16").replace(
+        "return self.fc(x.mean((2, 3)))",
+        "assert x.shape[-1] >= 64, 'too small'\n        return self.fc(x.mean((2, 3)))")
+    cells = notebook((TINY.format(name="AlexNet"), "alexnet_model"), (source, "vgg16_model"))
+    result = describe_submission(cells, "ci", Limits(wall_seconds=120), folder=tmp_path)["vgg16"]
+    assert set(result.graphs) == {(3, 1000, 224), (1, 10, 224)}
+    assert "too small" in result.errors[(1, 10, 32)]
+    assert "line" in result.errors[(1, 10, 32)]
+
+
+def test_an_unfinished_stub_says_so(tmp_path):
+    stub = ("from torch import nn\nclass AlexNet(nn.Module):\n"
+            "    def __init__(self, in_channels=3, num_classes=1000):\n"
+            "        super().__init__()\n        # YOUR CODE HERE\n"
+            "        raise NotImplementedError()\n")
+    cells = notebook((stub, "alexnet_model"), (TINY.format(name="VGG16"), "vgg16_model"))
+    problem = describe_submission(cells, "ci", Limits(wall_seconds=120),
+                                  folder=tmp_path)["alexnet"].problem
+    assert "the cell is not finished: replace `raise NotImplementedError()`" in problem
+    assert "line 6: `raise NotImplementedError()`" in problem
