@@ -3,7 +3,7 @@
 CLEAN_EXTRA := build
 include scripts/student/Makefile
 
-.PHONY: test bundle benchmark
+.PHONY: test bundle benchmark mutation
 
 # Test-only packages (requirements-dev.txt), on top of the course's.
 DEV_STAMP := $(VENV)/.installed-dev
@@ -14,13 +14,26 @@ $(DEV_STAMP): requirements-dev.txt $(STAMP)
 # The whole suite on the committed subset: unit tests, every lecture and solution
 # notebook under nbval, the grader end to end, and the course in a browser. Two workers
 # (pytest-xdist), each module and notebook whole on one of them (tests/conftest.py).
+# coverage.py starts in every Python process of the run (COVERAGE_PROCESS_START) and
+# measures the grader's rule modules only (.coveragerc); the report ends the run.
 test: data $(DEV_STAMP)
 	@command -v bwrap >/dev/null || { echo "make test grades submissions in the grader's sandbox: install it with 'sudo apt-get install bubblewrap'"; exit 1; }
+	rm -rf build/coverage && mkdir -p build/coverage
+	COVERAGE_PROCESS_START=$(CURDIR)/.coveragerc COVERAGE_FILE=$(CURDIR)/build/coverage/data \
 	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/grader $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder \
 	  tests --nbval --nbval-current-env lectures solutions
+	@echo "Branch coverage of the grader's rule modules (the tests' worker processes):"
+	@export COVERAGE_FILE=$(CURDIR)/build/coverage/data; \
+	  $(BIN)/coverage combine -q --rcfile=.coveragerc && $(BIN)/coverage report --rcfile=.coveragerc
 
 bundle: $(STAMP)
 	$(BIN)/python scripts/build_student_bundle.py build/student
 
 benchmark: data
 	$(BIN)/python scripts/benchmark_pipeline.py
+
+# Mutation testing of the grader's rule modules with mutmut (configuration: pyproject.toml,
+# [tool.mutmut]); hours on a 2-core CPU. `mutmut results` lists the survivors afterwards.
+mutation: $(DEV_STAMP)
+	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/mutants/grader $(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results

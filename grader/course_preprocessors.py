@@ -1,7 +1,8 @@
 """The course's nbgrader preprocessors: what students get contains nothing instructor-only.
 
 ``generate_assignment``: ``DropMasterOnlyCells`` removes cells tagged ``master-only``
-(notes about the master's stored run) and ``ClearRunMetadata`` the traces of that run
+(notes about the master's stored run), ``DropTestMarkers`` nbval's marker lines and
+``ClearRunMetadata`` the traces of that run
 (cell execution times, the progress bars' saved widget state), as
 scripts/generate_exercises.py does for exercises.
 
@@ -18,6 +19,7 @@ student's kernel (grader/README.md).
 ``generate_feedback``: ``ShortenErrors`` replaces each traceback with the error's one-line
 message (the check's own words to the student).
 """
+import time
 from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 
@@ -36,6 +38,13 @@ from sandboxed_kernel import SandboxedKernelManager
 
 MASTER_ONLY_TAG = "master-only"
 DESCRIPTION = "cnn_course_description"  # resources key: (future of the description, profile)
+KERNEL_SECONDS = "cnn_course_kernel_seconds"  # resources key: how long the kernel ran
+
+
+def _timed(function, *args):
+    """``(function(*args), seconds it took)``."""
+    start = time.perf_counter()
+    return function(*args), time.perf_counter() - start
 
 
 class DropMasterOnlyCells(NbGraderPreprocessor):
@@ -45,6 +54,19 @@ class DropMasterOnlyCells(NbGraderPreprocessor):
         nb.cells = [cell for cell in nb.cells
                     if MASTER_ONLY_TAG not in cell.get("metadata", {}).get("tags", [])]
         return nb, resources
+
+
+class DropTestMarkers(NbGraderPreprocessor):
+    """Remove nbval's marker lines (``# NBVAL_IGNORE_OUTPUT`` ...), there for the course's
+    own notebook tests, from every code cell, before nbgrader computes the checksums."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code":
+            lines = cell.source.splitlines()
+            kept = [line for line in lines if not line.strip().startswith("# NBVAL_")]
+            if len(kept) != len(lines):
+                cell.source = "\n".join(kept)
+        return cell, resources
 
 
 RUN_METADATA = ("execution", "collapsed", "scrolled")  # cell metadata of one run
@@ -135,10 +157,14 @@ class SandboxedExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         self._dead = False
+        start = time.perf_counter()
         try:
             return super().preprocess(nb, resources, km)
         except (DeadKernelError, CellTimeoutError):  # again, while stopping the kernel
             return nb, resources
+        finally:
+            if resources is not None:
+                resources[KERNEL_SECONDS] = time.perf_counter() - start
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
@@ -178,8 +204,9 @@ class StartDescribing(NbGraderPreprocessor):
                         cpu_seconds=int(self.describe_seconds) * 2)
         folder = resources.get("metadata", {}).get("path") or None
         pool = ThreadPoolExecutor(max_workers=1)
-        resources[DESCRIPTION] = (pool.submit(describe_submission, deepcopy(nb.cells), profile,
-                                              limits, self.cell_seconds, folder), profile)
+        resources[DESCRIPTION] = (pool.submit(_timed, describe_submission, deepcopy(nb.cells),
+                                              profile, limits, self.cell_seconds, folder),
+                                  profile)
         pool.shutdown(wait=False)
         return nb, resources
 
@@ -196,7 +223,12 @@ class GradeOutsideKernel(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         future, profile = resources.pop(DESCRIPTION)
-        results = run_checks(Submission(future.result(), profile))
+        models, describing = future.result()
+        results, checking = _timed(run_checks, Submission(models, profile))
+        self.log.info("graded with profile %s: kernel %.1f s and description %.1f s (side by "
+                      "side), hidden checks %.1f s; %d of %d parts passed", profile,
+                      resources.get(KERNEL_SECONDS, float("nan")), describing, checking,
+                      sum(r.passed for r in results.values()), len(results))
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):

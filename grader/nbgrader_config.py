@@ -42,8 +42,8 @@ if "autograde" in sys.argv[1:2]:
 
 sys.path.insert(0, str(HERE))
 from course_preprocessors import (  # noqa: E402
-    ClearRunMetadata, DropMasterOnlyCells, GradeOutsideKernel, Preflight, RestoreDeletedTests,
-    SandboxedExecute, ShortenErrors, StartDescribing,
+    ClearRunMetadata, DropMasterOnlyCells, DropTestMarkers, GradeOutsideKernel, Preflight,
+    RestoreDeletedTests, SandboxedExecute, ShortenErrors, StartDescribing,
 )
 from describe import visible_paths as kernel_visible_paths  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
@@ -65,8 +65,8 @@ c.CourseDirectory.db_url = GRADEBOOK_URL
 c.Exchange.root = str(HERE / "exchange")
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
-# Notes about the master's own stored run never reach students.
-c.GenerateAssignment.preprocessors = [DropMasterOnlyCells, ClearRunMetadata,
+# Notes about the master's own stored run and nbval's markers never reach students.
+c.GenerateAssignment.preprocessors = [DropMasterOnlyCells, DropTestMarkers, ClearRunMetadata,
                                       *defaults(GenerateAssignment, "preprocessors")]
 
 # The notebook runs in a sandboxed kernel (the grader's files are not visible there) for

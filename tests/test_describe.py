@@ -88,13 +88,7 @@ def test_a_forward_that_hangs_keeps_the_constructors_inventory(tmp_path):
                                  folder=tmp_path)["alexnet"]
     assert result.problem is None and result.inventories and not result.graphs
     assert all("training mode did not finish in time" in e for e in result.errors.values())
-    assert result.graphs == {} and len(result.errors) == 3
-    assert results_ok(describe_submission(cells[1:], "ci", Limits(wall_seconds=120),
-                                          cell_seconds=3, folder=tmp_path))
-
-
-def results_ok(results) -> bool:
-    return results["vgg16"].problem is None and bool(results["vgg16"].graphs)
+    assert len(result.errors) == 3
 
 
 def test_a_network_that_fails_at_one_size_keeps_the_others(tmp_path):

@@ -10,7 +10,9 @@ and ends with a verdict per model. Who: the reference, a legitimate variant (Ale
 with local response normalisation) and a defective model (no ReLUs, stride-2 first
 convolution), each described and rebuilt as in grading. Every reference and variant
 seed must pass as graded (``full``: threshold + ``MARGIN``; cpu/ci: the training loss
-falls), and the defect must be rejected. Exit status 1 when a verdict fails.
+falls). The defect must be rejected by the structural gate and, on ``full``, also fall
+below the threshold when trained with the gate switched off. A run that crashes is a
+failed calibration, never a rejection. Exit status 1 when a verdict fails.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from torch import nn
 
 from cnn_course import get_profile
 
-from describe_child import describe_config
-from netgraph.description import Graph, load_graph
+from describe import ModelResult, describe_locally
+from netgraph.description import Graph, Inventory
 
 from . import checks
 from .recipes import grading_recipe
@@ -49,8 +51,12 @@ class Run:
     accuracy: float
     seconds: float
     gated: bool  # rejected by the structural gate (layers, ReLUs, the paper's computation)
+    crashed: str = ""  # why the run could not be made (then it proves nothing)
 
     def row(self) -> str:
+        if self.crashed:
+            return (f"| {self.model} | {self.who} | {self.seed} | crashed: {self.crashed[:120]} "
+                    f"| - | - | {'rejected' if self.gated else 'passes'} |")
         return (f"| {self.model} | {self.who} | {self.seed} | {self.loss_before:.4f} -> "
                 f"{self.loss_after:.4f} | {self.accuracy:.4f} | {self.seconds:.0f} | "
                 f"{'rejected' if self.gated else 'passes'} |")
@@ -92,16 +98,26 @@ def with_lrn(base: type) -> type:
     return WithLRN
 
 
-def graphs(model: str, cls: type, profile: str) -> tuple[Graph, Graph]:
-    """(paper graph, training graph) of ``cls``, described and validated as in grading."""
-    spec = get_spec(model)
-    size = get_profile(profile).image_size(model)
-    return (load_graph(describe_config(cls, 3, 1000, spec.full_size)),
-            load_graph(describe_config(cls, 1, 10, size)))
+def described(model: str, cls: type, profile: str
+              ) -> tuple[Graph | None, Graph | Inventory | None, Graph | None, str]:
+    """(paper graph, the (1, 10) network's layers, training graph, why one is missing) of
+    ``cls``, described and validated as in grading."""
+    spec, size = get_spec(model), get_profile(profile).image_size(model)
+    result: ModelResult = describe_locally(cls, model, profile)
+    if result.problem:
+        return None, None, None, result.problem
+    paper = result.graphs.get((3, 1000, spec.full_size))
+    small = result.graphs.get((1, 10, spec.full_size)) or result.inventories.get((1, 10))
+    train = result.graphs.get((1, 10, size))
+    why = "; ".join(result.errors.values())
+    return paper, small, train, why
 
 
-def gated(model: str, paper: Graph, small: Graph) -> bool:
-    """Whether the accuracy part's structural gate rejects the network."""
+def gated(model: str, paper: Graph | None, small: Graph | Inventory | None) -> bool:
+    """Whether the accuracy part's structural gate rejects the network (no paper-size
+    graph: the gate cannot pass)."""
+    if paper is None or small is None:
+        return True
     try:
         checks.structure(get_spec(model), paper, small)
     except AssertionError:
@@ -110,30 +126,31 @@ def gated(model: str, paper: Graph, small: Graph) -> bool:
 
 
 def calibrate(model: str, profile: str, seeds: list[int]) -> list[Run]:
-    """Train the reference and the variant for every seed, the defect for the first."""
+    """Train the reference and the variant for every seed, the defect for the first; the
+    defect is trained whatever the gate says (the gate switched off)."""
     reference = load_reference()[model]
     who = [("reference", reference, seeds), ("defective", defective(reference), seeds[:1])]
     if model == "alexnet":
         who.insert(1, ("variant", with_lrn(reference), seeds))
     runs = []
     for name, cls, run_seeds in who:
-        try:
-            paper, small = graphs(model, cls, profile)
-        except Exception:  # noqa: BLE001 - a class that cannot even be described fails
-            runs.append(Run(model, name, run_seeds[0], math.nan, math.nan, 0.0, 0.0, True))
-            print(runs[-1].row() + " (cannot be described)", flush=True)
-            continue
+        paper, small, train, why = described(model, cls, profile)
         rejected = gated(model, paper, small)
         for seed in run_seeds:
             start = time.perf_counter()
-            try:
-                before, after, acc, _ = checks.trained(get_spec(model), small, profile, seed)
-            except AssertionError:  # training crashed: the student's failure
-                before = after = math.nan
-                acc = 0.0
-            runs.append(Run(model, name, seed, before, after, acc,
-                            time.perf_counter() - start, rejected))
-            print(runs[-1].row(), flush=True)
+            if train is None:
+                run = Run(model, name, seed, math.nan, math.nan, math.nan, 0.0, rejected,
+                          crashed=why or "no description at the training size")
+            else:
+                try:
+                    before, after, acc, _ = checks.trained(get_spec(model), train, profile, seed)
+                    run = Run(model, name, seed, before, after, acc,
+                              time.perf_counter() - start, rejected)
+                except AssertionError as error:  # training raised
+                    run = Run(model, name, seed, math.nan, math.nan, math.nan, 0.0, rejected,
+                              crashed=str(error))
+            runs.append(run)
+            print(run.row(), flush=True)
     return runs
 
 
@@ -144,6 +161,15 @@ def verdict(runs: list[Run], profile: str, threshold: float | None) -> list[str]
         if r.who == "defective":
             if not r.gated:
                 problems.append(f"defective seed {r.seed}: not rejected by the structural gate")
+            if profile == "full" and r.crashed:
+                problems.append(f"defective seed {r.seed}: crashed ({r.crashed[:80]}), so it "
+                                f"does not show that the threshold rejects it")
+            elif profile == "full" and not r.accuracy < threshold:
+                problems.append(f"defective seed {r.seed}: {r.accuracy:.4f} reaches the "
+                                f"threshold {threshold} with the gate switched off")
+            continue
+        if r.crashed:
+            problems.append(f"{r.who} seed {r.seed}: crashed ({r.crashed[:80]})")
             continue
         if r.gated:
             problems.append(f"{r.who} seed {r.seed}: rejected by the structural gate")

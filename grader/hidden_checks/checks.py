@@ -34,7 +34,7 @@ STEP_LENGTHS = (1.0, 0.3, 0.1)  # trainable: step lengths (parameter-space L2) t
 WEIGHTED = {"aten.conv2d.default": "Conv2d", "aten.conv2d.padding": "Conv2d",
             "aten.linear.default": "Linear"}
 MODULE_KINDS = {"torch.nn.modules.conv.Conv2d": "Conv2d", "torch.nn.modules.linear.Linear": "Linear"}
-LOGIT_IMAGES = 4  # real images through the (1, 10) network at the paper's size
+LOGIT_IMAGES = 2  # real images through the (1, 10) network at the paper's size
 
 
 def fail(message: str) -> None:
@@ -51,23 +51,20 @@ def _call(spec: ModelSpec, graph: Graph | Inventory) -> str:
 
 # ----------------------------------------------------------------------------- building
 def reinit(net: Rebuilt, seed: int = 0) -> Rebuilt:
-    """The grader's weights: Kaiming-normal (fan_out) convolutions, N(0, 0.01) linear
-    layers, zero biases; any other parameter (a normalisation's scale and shift) starts
-    as PyTorch's layers start it, ones for a ``weight`` and zeros otherwise."""
+    """The grader's weights, by each parameter's shape, however forward() uses it:
+    Kaiming-normal (fan_out) for 4-d weights (convolutions), N(0, 0.01) for 2-d ones
+    (linear layers), zeros for biases, ones for any other vector (a normalisation's scale,
+    a gain), in the order the network lists its parameters."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, parameter in net.named_graph_parameters():
-            parameter.fill_(1.0 if name.endswith("weight") else 0.0)
-        for node in weighted_nodes(net.graph):
-            weight, bias = _layer_params(node)
-            w = net.param(weight)
-            if WEIGHTED[node.op] == "Conv2d":
+        for name, w in net.named_graph_parameters():
+            if w.dim() == 4:
                 nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu",
                                         generator=generator)
-            else:
+            elif w.dim() == 2:
                 nn.init.normal_(w, 0.0, 0.01, generator=generator)
-            if bias is not None:
-                net.param(bias).zero_()
+            else:
+                w.fill_(0.0 if name.endswith("bias") else 1.0)
     return net
 
 
@@ -124,9 +121,7 @@ def layers_built(inventory: Inventory) -> list[LayerUse]:
 
 
 def _compare_layer(expected: Layer, use: LayerUse, shapes: dict[str, tuple[int, ...]]) -> None:
-    kind = use.kind
-    if kind != expected.kind:
-        fail(f"{expected.name} should be {expected.describe()}, found an nn.{kind} layer")
+    kind = use.kind  # the same as expected.kind: layers are paired kind by kind
     shape = shapes[use.weight]
     weights = math.prod(shape)
     if weights != expected.weights:
@@ -140,11 +135,8 @@ def _compare_layer(expected: Layer, use: LayerUse, shapes: dict[str, tuple[int, 
     if shape != expected.weight_shape:
         fail(f"{expected.name}.weight has shape {_fmt(shape)}, expected "
              f"{_fmt(expected.weight_shape)}: write it as {expected.describe()}")
-    if use.bias is None:
+    if use.bias is None:  # a layer's bias has its output's size whenever its weight does
         fail(f"{expected.name} has no bias; the papers' layers have one (keep bias=True)")
-    if shapes[use.bias] != (expected.out,):
-        fail(f"{expected.name} has {math.prod(shapes[use.bias]):,} biases, expected "
-             f"{expected.out:,}")
 
 
 def _owners(names: list[str], source: Graph | Inventory) -> str:
@@ -163,7 +155,7 @@ def _owners(names: list[str], source: Graph | Inventory) -> str:
 
 def parameters(spec: ModelSpec, source: Graph | Inventory) -> int:
     """Layer by layer (in forward order for a graph, in the constructor's order for an
-    inventory), then the total; returns the total."""
+    inventory), and no other parameters; returns the total."""
     call = _call(spec, source)
     shapes = dict(source.params)
     uses = layers_in_forward(source) if isinstance(source, Graph) else layers_built(source)
@@ -189,11 +181,8 @@ def parameters(spec: ModelSpec, source: Graph | Inventory) -> int:
         fail(f"{call} has parameters that no Conv2d/Linear layer of {where} uses "
              f"({_owners(extra, source)}); the assignment's networks have no other "
              f"trainable tensors")
-    total = sum(math.prod(shape) for _name, shape in source.params)
-    if total != spec.totals[(source.in_channels, source.num_classes)]:
-        fail(f"{call} has {total:,} parameters, expected "
-             f"{spec.totals[(source.in_channels, source.num_classes)]:,}")
-    return total
+    # every layer as in the table and nothing else: the total is the paper's
+    return sum(math.prod(shape) for _name, shape in source.params)
 
 
 # ----------------------------------------------------------------------------- forward

@@ -6,12 +6,16 @@ Run on a GPU machine, from the repository root::
         grader/hidden_checks/test_gpu_calibration.py
 
 It grades the reference AlexNet and VGG16 (from the master notebook) with the full
-recipes for seeds 0, 1, 2 (``CALIBRATION_SEEDS="0 1 2"``), and a defective AlexNet and
-VGG16 (no ReLUs, a wrong stride) with the nonlinearity gate switched off, printing
-Markdown rows of accuracies and seconds (``hidden_checks.calibrate``). Copy them into
-grader/CHECKS.md and set the ``full`` thresholds in recipes.py so that every reference
-seed clears its threshold by ``calibrate.MARGIN`` and the defective models fall below
-it; then mark them calibrated. About 7 minutes on one H100 (estimate).
+recipes for seeds 0, 1, 2 (``CALIBRATION_SEEDS="0 1 2"``), an AlexNet with the paper's
+local response normalisation, and a defective AlexNet and VGG16 (no ReLUs, a stride-2
+first convolution) trained with the structural gate switched off, printing Markdown rows
+of accuracies and seconds (``hidden_checks.calibrate``). It fails unless every
+reference and variant seed clears its threshold by ``calibrate.MARGIN``, each defect is
+rejected by the gate and, trained anyway, stays below the threshold; a run that crashes
+fails it (a crash is not a rejection: ``calibrate.verdict``, tested without a GPU in
+tests/test_calibration_verdict.py). Copy the rows into grader/CHECKS.md, set the
+``full`` thresholds in recipes.py and mark them calibrated. About 7 minutes on one H100
+(estimate).
 """
 from __future__ import annotations
 

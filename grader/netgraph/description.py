@@ -183,7 +183,7 @@ def _argument(value: Any, known: set[str], params: set[str], depth: int = 0,
     if isinstance(value, int):
         return _int(value, "argument")
     if isinstance(value, float):
-        _check(math.isfinite(value) and abs(value) <= MAX_INT, f"argument {value!r} is not allowed")
+        _check(math.isfinite(value), f"argument {value!r} is not allowed")
         return value
     if isinstance(value, str):
         _check(len(value) <= 40 and value.isidentifier(), f"argument {value[:40]!r} is not allowed")

@@ -1,0 +1,281 @@
+"""Every grading rule has a defect that fails exactly its rule (profile ci).
+
+Each case is a network that is right except for one thing; the test runs the checks of
+all five parts and asserts which fail and that the message names the problem. The
+numeric thresholds (equivalence tolerance, the loss drops, the GPU threshold) are pinned
+from both sides. Written against the coverage and mutation audit of issue 13.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from describe import ModelResult, describe_locally
+from hidden_checks import checks, recipes
+from hidden_checks.reference import load_reference
+from hidden_checks.runner import Submission, run_checks
+from hidden_checks.spec import get_spec
+from netgraph import analysis
+from netgraph.description import Inventory
+
+REF = load_reference()
+AlexNetRef, VGG16Ref = REF["alexnet"], REF["vgg16"]
+ALEX = get_spec("alexnet")
+
+
+@functools.cache
+def described(cls: type, model: str = "alexnet") -> ModelResult:
+    return describe_locally(cls, model, "ci")
+
+
+def graph(cls: type, in_channels: int = 3, num_classes: int = 1000, size: int = 227,
+          model: str = "alexnet"):
+    return described(cls, model).graphs[(in_channels, num_classes, size)]
+
+
+def message(call) -> str | None:
+    try:
+        call()
+    except AssertionError as error:
+        return str(error)
+    return None
+
+
+def outcomes(cls: type, monkeypatch) -> dict[str, str | None]:
+    """Each graded part's message (None: passes) as the runner grades it; the accuracy
+    part's training is a stand-in whose loss falls, so the part is its gate."""
+    monkeypatch.setattr(checks, "trained", lambda *a, **k: (2.3, 2.2, 0.1, 0.0))
+    submission = Submission({"alexnet": described(cls),
+                             "vgg16": ModelResult(problem="not part of this test")}, "ci")
+    return {grade_id.removeprefix("alexnet_"): (None if r.passed else r.message)
+            for grade_id, r in run_checks(submission).items() if grade_id.startswith("alexnet_")}
+
+
+def variant(name: str, forward=None, change=None) -> type:
+    def __init__(self, in_channels=3, num_classes=1000):
+        AlexNetRef.__init__(self, in_channels, num_classes)
+        if change:
+            change(self)
+    body = {"__init__": __init__}
+    if forward:
+        body["forward"] = forward
+    return type(name, (AlexNetRef,), body)
+
+
+def head(self, x):
+    return torch.flatten(self.avgpool(self.features(x)), 1)
+
+
+def tail(scale):
+    return lambda self, x: self.classifier(head(self, x)) * scale
+
+
+def setitem(where: str, index: int, make):
+    """Put ``make()`` (built in the constructor, on its device) at ``where[index]``."""
+    return lambda self: getattr(self, where).__setitem__(index, make())
+
+
+class AppliedTwice(AlexNetRef):
+    """conv4 (and its ReLU) run twice: five convolutions in the table, six in forward()."""
+
+    def forward(self, x):
+        x = self.features[:10](x)
+        x = self.features[8:](x)
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+
+class ComputedWeights(AlexNetRef):
+    """conv5's weights scaled in forward(): a computed tensor, not the layer's own."""
+
+    def forward(self, x):
+        conv5 = self.features[10]
+        x = F.conv2d(self.features[:10](x), conv5.weight * 1.0, conv5.bias, padding=1)
+        x = self.features[11:](x)
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+
+def first_relu(relu):
+    """AlexNet whose first ReLU is ``relu``."""
+    def forward(self, x):
+        x = self.features[2:](relu(self.features[0](x)))
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+    return variant(f"FirstRelu{id(relu)}", forward=forward)
+
+
+DEFECTS = {
+    # parameters (and the gate, which checks the same table)
+    "conv2 kernel 1x25": (variant("Kernel1x25", change=setitem(
+        "features", 3, lambda: nn.Conv2d(96, 256, (1, 25), padding=(0, 12)))),
+        {"parameters", "accuracy"}, "conv2.weight has shape 256 x 96 x 1 x 25"),
+    "fc1 without bias": (variant("NoBias", change=setitem(
+        "classifier", 1, lambda: nn.Linear(9216, 4096, bias=False))),
+        {"parameters", "accuracy"}, "fc1 has no bias"),
+    "a sixth convolution": (variant("SixConvs", change=lambda self: self.features.insert(
+        11, nn.Conv2d(256, 256, 1))), {"parameters", "accuracy"}, "has 6 nn.Conv2d layers"),
+    "conv4 applied twice": (AppliedTwice, {"parameters", "accuracy"},
+                            "has 6 nn.Conv2d layers in forward()"),
+    "weights computed in forward": (ComputedWeights, {"parameters", "accuracy"},
+                                    "takes its weights from a computed tensor"),
+    "an extra parameter": (variant("Extra", forward=lambda self, x: AlexNetRef.forward(
+        self, x) * self.gain, change=lambda self: self.register_parameter(
+        "gain", nn.Parameter(torch.ones(1)))), {"parameters", "accuracy"},
+        "(self (Extra): gain)"),
+    # logits
+    "infinite logits": (variant("Inf", forward=tail(1e39)),
+                        {"logits", "trainable", "accuracy"}, "non-finite logits"),
+    # feature maps
+    "no third max-pool": (variant("TwoPools", change=lambda self: self.features.__delitem__(12)),
+                          {"feature_maps", "accuracy"}, "goes through 2 max-pooling layers"),
+    "a fourth max-pool": (variant("FourPools", change=lambda self: self.features.append(
+        nn.MaxPool2d(3, 2, padding=1))), {"feature_maps", "accuracy"}, None),
+    # trainable
+    "frozen conv1": (variant("Frozen", change=lambda self: self.features[0].weight.requires_grad_(
+        False)), {"trainable"}, "features.0.weight is frozen"),
+    "detached weights": (variant("DetachedWeights", forward=lambda self, x: F.linear(
+        self.classifier[:6](head(self, x)), self.classifier[6].weight.detach(),
+        self.classifier[6].bias)), {"trainable", "parameters", "accuracy"},
+        "detaches the weights of fc3"),
+    "output times zero": (variant("Zero", forward=tail(0.0)), {"trainable", "logits", "accuracy"},
+                          "all gradients of AlexNet are zero"),
+    "output times 1e-9": (variant("Tiny", forward=tail(1e-9)), {"trainable", "accuracy"},
+                          "a gradient step did not lower"),
+    # the gate alone
+    "ReLU on the input": (variant("ReluFirst", forward=lambda self, x: AlexNetRef.forward(
+        self, F.relu(x))), {"accuracy"}, "before conv1, forward() applies ReLU"),
+    "dilated conv3": (variant("Dilated", change=setitem("features", 6, lambda: nn.Conv2d(
+        256, 384, 3, padding=2, dilation=2))), {"accuracy"}, "dilation (2, 2)"),
+    "adaptive pool to 5x5 then 6x6": (variant("Adaptive5", forward=lambda self, x: self.classifier(
+        torch.flatten(self.avgpool(F.adaptive_avg_pool2d(self.features(x), 5)), 1))),
+        {"accuracy"}, "adaptive average pool, adaptive average pool, flatten"),
+}
+
+
+@pytest.mark.parametrize("name", DEFECTS)
+def test_each_defect_fails_exactly_its_rules(name, monkeypatch):
+    cls, failing, words = DEFECTS[name]
+    found = outcomes(cls, monkeypatch)
+    assert {part for part, text in found.items() if text} == failing, found
+    if words:
+        assert any(words in (found[part] or "") for part in failing), found
+
+
+def test_a_layer_built_but_unused_is_caught_from_the_constructor():
+    inventory = described(AlexNetRef).inventories[(3, 1000)]
+    extra = Inventory(3, 1000, inventory.params + (("spare.weight", (10, 10)),), (),
+                      inventory.modules + (("spare", ("torch.nn.modules.linear.Linear",)),))
+    assert "has 4 nn.Linear layers in the constructor, expected 3" in message(
+        lambda: checks.parameters(ALEX, extra))
+    assert checks.parameters(ALEX, inventory) == 62_378_344
+
+
+# ----------------------------------------------------------------------------- thresholds
+def test_equivalence_tolerance_is_pinned_from_both_sides(monkeypatch):
+    """Logits off by 5e-5 of their size pass, by 2e-4 fail (TOLERANCE = 1e-4)."""
+    paper = graph(AlexNetRef)
+    real = analysis._paper_values
+
+    def off_by(delta):
+        def values(*args):
+            *stages, last = list(real(*args))
+            yield from stages
+            yield last * (1 + delta)
+        return values
+
+    monkeypatch.setattr(analysis, "_paper_values", off_by(5e-5))
+    assert analysis.equivalence_problem(paper, "alexnet") is None
+    monkeypatch.setattr(analysis, "_paper_values", off_by(2e-4))
+    assert analysis.equivalence_problem(paper, "alexnet") is not None
+
+
+@pytest.mark.parametrize("after, passes", [(2.0 * (1 - 0.0021), True), (2.0 * (1 - 0.0019), False)])
+def test_cpu_rule_needs_the_training_loss_to_fall_by_two_tenths_of_a_percent(
+        monkeypatch, after, passes):
+    monkeypatch.setattr(checks, "trained", lambda *a, **k: (2.0, after, 0.1, 1.0))
+    text = message(lambda: checks.accuracy(ALEX, graph(AlexNetRef, 1, 10, 67), "ci"))
+    assert (text is None) == passes, text
+
+
+@pytest.mark.parametrize("accuracy, passes", [(0.881, True), (0.879, False)])
+def test_gpu_rule_needs_the_threshold(monkeypatch, accuracy, passes):
+    monkeypatch.setattr(checks, "trained", lambda *a, **k: (2.0, 1.0, accuracy, 1.0))
+    assert recipes.grading_recipe("alexnet", "full").threshold == 0.88
+    text = message(lambda: checks.accuracy(ALEX, graph(AlexNetRef), "full"))
+    assert (text is None) == passes, text
+    if not passes:
+        assert "reached only 0.879 test accuracy" in text
+
+
+def test_gradient_step_rule_needs_a_one_percent_drop(monkeypatch):
+    """With MIN_DECREASE above the drop the reference achieves, the reference fails."""
+    train = graph(AlexNetRef, 1, 10, 67)
+    assert checks.trainable(ALEX, train)
+    monkeypatch.setattr(checks, "MIN_DECREASE", 0.5)
+    assert "did not lower" in message(lambda: checks.trainable(ALEX, train))
+
+
+def test_training_needs_a_gpu_where_the_profile_or_the_instructor_says_so(monkeypatch):
+    train = graph(AlexNetRef, 1, 10, 67)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        checks.trained(ALEX, train, "full")
+    monkeypatch.setenv(checks.REQUIRE_GPU_ENV, "1")
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
+        checks.trained(ALEX, train, "ci")
+
+
+def test_a_training_run_that_raises_is_the_students_failure(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("shapes do not match")
+    monkeypatch.setattr(checks, "fit", broken)
+    text = message(lambda: checks.trained(ALEX, graph(AlexNetRef, 1, 10, 67), "ci"))
+    assert "training AlexNet with the grader's recipe raised ValueError" in text
+
+
+# ----------------------------------------------------------------------------- pools and ReLUs
+@pytest.mark.parametrize("pool, passes", [
+    (nn.MaxPool2d(3, 2), True), (nn.MaxPool2d(3, 2, ceil_mode=True), True),
+    (nn.MaxPool2d(3, 3), False), (nn.MaxPool2d(2, 2), False),
+    (nn.MaxPool2d(3, 2, padding=1), False), (nn.MaxPool2d(3, 2, dilation=2), False)])
+def test_pool_windows_are_compared_on_every_setting(pool, passes):
+    cls = variant(f"Pool{id(pool)}", change=setitem("features", 2, lambda: pool))
+    problem = analysis.pooling_problem(graph(cls), "alexnet")
+    assert (problem is None) == passes, problem
+
+
+def test_ceil_mode_counts_only_where_it_changes_nothing():
+    config = ((3, 3), (2, 2), (0, 0), (1, 1), True)
+    assert analysis._same_in_floor_mode(config, (55, 55))
+    assert not analysis._same_in_floor_mode(config, (56, 55))
+    assert not analysis._same_in_floor_mode(config, (55, 56))
+    assert not analysis._same_in_floor_mode(config, None)
+
+
+@pytest.mark.parametrize("relu, counts", [
+    (lambda x: x.clamp_min(0), True), (lambda x: x.clamp_min(0.1), False),
+    (lambda x: x.clamp(min=0), True), (lambda x: x.clamp(min=0, max=6), False),
+    (lambda x: F.threshold(x, 0.0, 0.0), True), (lambda x: F.threshold(x, 0.1, 0.0), False),
+    (lambda x: F.threshold(x, 0.0, -1.0), False)])
+def test_only_max_x_0_counts_as_a_relu(relu, counts):
+    paper = graph(first_relu(relu))
+    problem = analysis.nonlinearity_problem(paper, "alexnet") or analysis.paper_problem(
+        paper, "alexnet")
+    assert (problem is None) == counts, problem
+
+
+def test_every_layer_but_the_last_needs_its_relu():
+    """The nonlinearity rule walks every layer: a missing ReLU after fc2 (the last hidden
+    layer) is found as well as one after conv1."""
+    for where, index in (("features", 1), ("classifier", 5)):
+        cls = variant(f"NoRelu{where}", change=setitem(where, index, nn.Identity))
+        assert analysis.nonlinearity_problem(graph(cls), "alexnet") is not None, where
+
+
+def test_rule_constants_are_the_documented_ones():
+    assert (checks.MIN_DECREASE, checks.MIN_TRAINING_DECREASE, analysis.TOLERANCE) == (
+        0.01, 0.002, 1e-4)
+    assert math.isclose(recipes.grading_recipe("vgg16", "full").threshold, 0.89)
