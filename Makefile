@@ -3,7 +3,7 @@
 CLEAN_EXTRA := build
 include scripts/student/Makefile
 
-.PHONY: test bundle benchmark mutation
+.PHONY: test bundle benchmark
 
 # Test-only packages (requirements-dev.txt), on top of the course's.
 DEV_STAMP := $(VENV)/.installed-dev
@@ -31,9 +31,3 @@ bundle: $(STAMP)
 
 benchmark: data
 	$(BIN)/python scripts/benchmark_pipeline.py
-
-# Mutation testing of the grader's rule modules with mutmut (configuration: pyproject.toml,
-# [tool.mutmut]); hours on a 2-core CPU. `mutmut results` lists the survivors afterwards.
-mutation: $(DEV_STAMP)
-	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/mutants/grader $(BIN)/mutmut run --max-children 2
-	$(BIN)/mutmut results
