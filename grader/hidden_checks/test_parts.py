@@ -11,6 +11,7 @@ import pytest
 
 from cnn_course import get_profile
 from describe import ModelResult
+from netgraph.analysis import torchvision_modules
 from netgraph.description import Graph, Inventory
 
 from . import checks
@@ -37,8 +38,7 @@ def result(model, spec, submission) -> ModelResult:
     if result.problem:
         pytest.fail(result.problem, pytrace=False)
     for inventory in result.inventories.values():
-        borrowed = [path for path, classes in inventory.modules
-                    if any(c.startswith("torchvision.models") for c in classes)]
+        borrowed = torchvision_modules(inventory)
         if borrowed:
             where = f"self.{borrowed[0]}" if borrowed[0] else "the class itself"
             pytest.fail(f"{spec.class_name} uses torchvision.models ({where}): the assignment "

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from hidden_checks.spec import Layer, ModelSpec, get_spec
 
-from .description import IN_PLACE, Graph, Node, Ref
+from .description import IN_PLACE, Graph, Inventory, Node, Ref
 from .rebuild import NotRebuildable, Rebuilt
 from .words import located, operation
 from .words import where as _located_at
@@ -218,7 +218,7 @@ def _class_name(spec: ModelSpec | None) -> str:
 
 
 # ----------------------------------------------------------------------------- torchvision
-def torchvision_modules(graph: Graph) -> list[str]:
+def torchvision_modules(graph: Graph | Inventory) -> list[str]:
     """Module paths ("" = the model itself) whose classes come from torchvision.models."""
     return [path for path, classes in graph.modules
             if any(c.startswith("torchvision.models") for c in classes)]
