@@ -20,7 +20,7 @@ test: data $(DEV_STAMP)
 	@command -v bwrap >/dev/null || { echo "make test grades submissions in the grader's sandbox: install it with 'sudo apt-get install bubblewrap'"; exit 1; }
 	rm -rf build/coverage && mkdir -p build/coverage
 	COVERAGE_PROCESS_START=$(CURDIR)/.coveragerc COVERAGE_FILE=$(CURDIR)/build/coverage/data \
-	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR)/grader $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder \
+	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder \
 	  tests --nbval --nbval-current-env lectures solutions
 	@echo "Branch coverage of the grader's rule modules (the tests' worker processes):"
 	@export COVERAGE_FILE=$(CURDIR)/build/coverage/data; \

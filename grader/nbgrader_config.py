@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The grader's code is the package cnn_grader at the repository's root.
+ROOT = HERE.parent
 
 # Gradebook: nbgrader's default SQLite file grader/gradebook.db, unless
 # NBGRADER_DB_URL names another SQLAlchemy URL (e.g. postgresql://user@host/cnn).
@@ -28,24 +30,24 @@ CELL_TIMEOUT = 30
 DESCRIBE_SECONDS = 120.0
 
 if "autograde" in sys.argv[1:2]:
-    sys.path.insert(0, str(HERE))
-    from preflight import refusal  # noqa: E402
+    sys.path.insert(0, str(ROOT))
+    from cnn_grader.preflight import refusal  # noqa: E402
 
     message = refusal(REQUIRE_GPU)
     if message:
         raise SystemExit(f"grader/nbgrader_config.py: {message}")
-    from unreadable import set_aside_unreadable  # noqa: E402
+    from cnn_grader.unreadable import set_aside_unreadable  # noqa: E402
 
     for path in set_aside_unreadable(HERE, "assignment_cnn"):
         print(f"[nbgrader_config] {path} is not a readable notebook: kept as "
               f"{path.name}.unreadable, a stand-in that says so is graded", file=sys.stderr)
 
-sys.path.insert(0, str(HERE))
-from course_preprocessors import (  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from cnn_grader.course_preprocessors import (  # noqa: E402
     ClearRunMetadata, DropMasterOnlyCells, DropTestMarkers, GradeOutsideKernel, Preflight,
     RestoreDeletedTests, SandboxedExecute, ShortenErrors, StartDescribing,
 )
-from describe import visible_paths as kernel_visible_paths  # noqa: E402
+from cnn_grader.describe import visible_paths as kernel_visible_paths  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.converters import Autograde, GenerateAssignment  # noqa: E402
 from nbgrader.preprocessors import Execute, GetGrades, OverwriteCells  # noqa: E402

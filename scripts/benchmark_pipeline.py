@@ -25,8 +25,8 @@ from torchvision import transforms
 from cnn_course import Recipe, describe_run, fit, get_profile, pick_device, seed_everything
 from cnn_course.data import MEAN, STD, balanced_indices, load_split, torchvision_datasets
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "grader"))
-from hidden_checks.reference import load_reference  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cnn_grader.hidden_checks.reference import load_reference  # noqa: E402
 
 
 def textbook_images_per_second(model: torch.nn.Module, dataset, batch: int, workers: int,

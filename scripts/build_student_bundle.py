@@ -29,7 +29,7 @@ STUDENT_FILES = ("README.md", "Makefile")  # from scripts/student/: students' ow
 STUDENT_READMES = {"lectures": "lectures.md", "exercises": "exercises.md",
                    "assignments": "assignments.md"}
 # Instructor-only folders: present in the repository, never in the bundle.
-INSTRUCTOR_ONLY = ("grader", "solutions", "tests", "scripts")
+INSTRUCTOR_ONLY = ("grader", "cnn_grader", "solutions", "tests", "scripts")
 SKIP = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.egg-info")
 FORBIDDEN_TEXT = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "hidden_checks")
 # What a student README must not point at: folders and commands the bundle does not have.

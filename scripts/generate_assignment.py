@@ -28,10 +28,8 @@ GRADER = ROOT / "grader"
 ASSIGNMENT = "assignment_cnn"
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 STUDENT_COPY = ROOT / "assignments" / NOTEBOOK
-COURSE_FILES = ("nbgrader_config.py", "course_preprocessors.py", "describe.py",
-                "describe_child.py", "preflight.py", "sandbox.py", "sandboxed_kernel.py",
-                "unreadable.py")
-COURSE_PACKAGES = ("hidden_checks", "netgraph")
+COURSE_FILES = ("nbgrader_config.py",)
+PACKAGE = "cnn_grader"  # the grader's code, beside the course folder as in the repository
 NBVAL_MARKERS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_CHECK_OUTPUT", "# NBVAL_SKIP",
                  "# NBVAL_RAISES_EXCEPTION")
 
@@ -45,13 +43,13 @@ def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def make_course(target: Path) -> Path:
-    """A scratch nbgrader course: the configuration, the checks and the master."""
+    """A scratch nbgrader course: the configuration and the master in ``target``, the
+    grader's package beside it (``target``'s parent), as grader/ and cnn_grader/ are."""
     target.mkdir(parents=True, exist_ok=True)
     for name in COURSE_FILES:
         shutil.copy(GRADER / name, target / name)
-    for package in COURSE_PACKAGES:
-        shutil.copytree(GRADER / package, target / package,
-                        ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    shutil.copytree(ROOT / PACKAGE, target.parent / PACKAGE,
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     source = target / "source" / ASSIGNMENT
     source.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "solutions" / NOTEBOOK, source / NOTEBOOK)

@@ -36,8 +36,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 # The master-only tag and the run metadata are the assignment generator's (nbgrader) too.
-sys.path.insert(0, str(ROOT / "grader"))
-from course_preprocessors import MASTER_ONLY_TAG, RUN_METADATA  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from cnn_grader.course_preprocessors import MASTER_ONLY_TAG, RUN_METADATA  # noqa: E402
 from nbgrader.utils import compute_checksum  # noqa: E402
 
 SOLUTIONS = ROOT / "solutions"

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 out="${OUT:-build/gpu_session}"
 python="${PYTHON:-python3}"
 mkdir -p "$out"
-export PYTHONPATH="$PWD:$PWD/grader${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export CNN_COURSE_PROFILE=full
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(calibrate benchmark)
@@ -35,7 +35,7 @@ status=0
 for step in "${steps[@]}"; do
   case "$step" in
     calibrate)
-      timeout 510 "$python" -m hidden_checks.calibrate --profile full \
+      timeout 510 "$python" -m cnn_grader.hidden_checks.calibrate --profile full \
         | tee "$out/calibration.md" || status=1 ;;
     benchmark)
       timeout 80 "$python" scripts/benchmark_pipeline.py --images 16384 --batch 256 \

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 os.environ.setdefault("CNN_COURSE_PROFILE", "ci")
-# The grader's hidden checks are instructor-only, so not installed: import them from grader/.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "grader"))
+# The grader (cnn_grader) is instructor-only, so not installed: import it from the root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from hidden_checks.calibrate import with_lrn
-from hidden_checks.reference import load_reference
+from cnn_grader.hidden_checks.calibrate import with_lrn
+from cnn_grader.hidden_checks.reference import load_reference
 
 REF = load_reference()
 AlexNetRef, VGG16Ref = REF["alexnet"], REF["vgg16"]

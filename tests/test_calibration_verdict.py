@@ -1,4 +1,4 @@
-"""The calibration's verdict (grader/hidden_checks/calibrate.py) says what the GPU
+"""The calibration's verdict (cnn_grader/hidden_checks/calibrate.py) says what the GPU
 calibration test promises: references clear the threshold by the margin, the defect is
 rejected by the gate and, on the GPU profile, falls below the threshold when trained
 with the gate off; a crash never counts as a rejection."""
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from hidden_checks.calibrate import MARGIN, Run, verdict
+from cnn_grader.hidden_checks.calibrate import MARGIN, Run, verdict
 
 NAN = math.nan
 

@@ -1,7 +1,7 @@
 """The sandboxed description runs the notebook's code as the kernel would: in the
 notebook's folder (read-only, with the files submitted beside it), each cell interrupted
 after its time limit with what it defined kept, and every piece of a model described on
-its own (grader/describe.py, grader/describe_child.py)."""
+its own (cnn_grader/describe.py, cnn_grader/describe_child.py)."""
 from __future__ import annotations
 
 import time
@@ -9,8 +9,8 @@ import time
 import nbformat
 import pytest
 
-from describe import describe_submission
-from sandbox import Limits, sandbox_problem
+from cnn_grader.describe import describe_submission
+from cnn_grader.sandbox import Limits, sandbox_problem
 
 from conftest import require
 

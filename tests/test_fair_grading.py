@@ -21,10 +21,10 @@ from torch import nn
 import torch.nn.functional as F
 
 from cnn_course import count_parameters, trace
-from describe import describe_locally
+from cnn_grader.describe import describe_locally
 from grading_corpus import CORPUS, PARTS, Net
-from hidden_checks import checks
-from hidden_checks.runner import Submission, run_checks
+from cnn_grader.hidden_checks import checks
+from cnn_grader.hidden_checks.runner import Submission, run_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER = nbformat.read(ROOT / "solutions" / "assignment_cnn.ipynb", as_version=4)
@@ -68,7 +68,7 @@ def described(net: Net, profile: str = "ci"):
 def hidden(net: Net, profile: str = "ci") -> dict[str, tuple[bool, str]]:
     """Each hidden part's outcome (passed, message) for the student's network alone."""
     other = "vgg16" if net.model == "alexnet" else "alexnet"
-    from describe import ModelResult
+    from cnn_grader.describe import ModelResult
     submission = Submission({net.model: described(net, profile),
                              other: ModelResult(problem="not part of this test")}, profile)
     results = run_checks(submission)

@@ -80,7 +80,7 @@ class AlexNet(nn.Module):
 READ_EVERYTHING = """
 import os
 print("walking the file system")
-for path in ("../../../nbgrader_config.py", "../../../netgraph/description.py",
+for path in ("../../../nbgrader_config.py", "../../../../cnn_cnn_grader/netgraph/description.py",
              "../../../gradebook.db", "../../../source/assignment_cnn/assignment_cnn.ipynb"):
     try:
         print(open(path, errors="replace").read())

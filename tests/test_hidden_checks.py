@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from describe_child import describe_config
-from hidden_checks import checks
-from hidden_checks.calibrate import defective, with_lrn
-from hidden_checks.reference import load_reference
-from hidden_checks.runner import GraderError, Submission, run_checks
-from hidden_checks.spec import get_spec
-from netgraph.description import DescriptionError, load_graph
+from cnn_grader.describe_child import describe_config
+from cnn_grader.hidden_checks import checks
+from cnn_grader.hidden_checks.calibrate import defective, with_lrn
+from cnn_grader.hidden_checks.reference import load_reference
+from cnn_grader.hidden_checks.runner import GraderError, Submission, run_checks
+from cnn_grader.paper import get_spec
+from cnn_grader.netgraph.description import DescriptionError, load_graph
 
 REF = load_reference()
 AlexNetRef, VGG16Ref = REF["alexnet"], REF["vgg16"]
@@ -145,7 +145,7 @@ def test_the_loader_refuses_crafted_descriptions(change, words):
 
 # ----------------------------------------------------------------------------- runner
 def submission_of(cls: type | None, problem: str | None = None) -> Submission:
-    from describe import ModelResult, describe_locally
+    from cnn_grader.describe import ModelResult, describe_locally
 
     models = {}
     for model, base in (("alexnet", cls), ("vgg16", None)):

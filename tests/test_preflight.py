@@ -7,9 +7,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import preflight
-import sandbox
-from unreadable import set_aside_unreadable
+from cnn_grader import preflight
+from cnn_grader import sandbox
+from cnn_grader.unreadable import set_aside_unreadable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -84,7 +84,7 @@ def test_an_unreadable_submission_is_kept_and_replaced_by_a_stand_in(tmp_path):
 
 def test_the_formgrader_path_checks_each_submission_too(monkeypatch):
     """Formgrader's autograde button skips nbgrader_config.py's command-line check."""
-    from course_preprocessors import Preflight
+    from cnn_grader.course_preprocessors import Preflight
 
     monkeypatch.setattr(Preflight, "_ready", False)
     monkeypatch.setattr(preflight, "problems",
@@ -107,6 +107,6 @@ def test_the_course_runs_preflight_before_anything_else():
     loader = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT / "grader"))
     loader.load_config()
     config.merge(loader.config)
-    from course_preprocessors import Preflight
+    from cnn_grader.course_preprocessors import Preflight
 
     assert config.Autograde.sanitize_preprocessors[0] is Preflight

@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from describe import ModelResult, describe_locally
-from describe_child import describe_config
-from hidden_checks import checks, recipes
-from hidden_checks.reference import load_reference
-from hidden_checks.runner import Submission, run_checks
-from hidden_checks.spec import get_spec
-from netgraph import analysis
-from netgraph.description import Inventory, load_graph
+from cnn_grader.describe import ModelResult, describe_locally
+from cnn_grader.describe_child import describe_config
+from cnn_grader.hidden_checks import checks, recipes
+from cnn_grader.hidden_checks.reference import load_reference
+from cnn_grader.hidden_checks.runner import Submission, run_checks
+from cnn_grader.paper import get_spec
+from cnn_grader.netgraph import analysis
+from cnn_grader.netgraph.description import Inventory, load_graph
 
 REF = load_reference()
 AlexNetRef, VGG16Ref = REF["alexnet"], REF["vgg16"]

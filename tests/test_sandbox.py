@@ -1,4 +1,4 @@
-"""The grader's bubblewrap sandbox (grader/sandbox.py) and sandboxed kernel manager."""
+"""The grader's bubblewrap sandbox (cnn_cnn_grader/sandbox.py) and sandboxed kernel manager."""
 from __future__ import annotations
 
 import asyncio
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import sandbox
+from cnn_grader import sandbox
 from conftest import require
-from sandbox import NO_SANDBOX_ENV, Limits, run_sandboxed, sandbox_problem
+from cnn_grader.sandbox import NO_SANDBOX_ENV, Limits, run_sandboxed, sandbox_problem
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv"
@@ -47,7 +47,8 @@ def test_sees_only_the_listed_paths_and_env(tmp_path):
 import os
 print("read", open({str(data / 'in.txt')!r}).read())
 open({str(out / 'out.txt')!r}, "w").write("written")
-for path in ({str(data / 'new.txt')!r}, {str(secret / 'secret.txt')!r}, {str(REPO / 'grader')!r}):
+for path in ({str(data / 'new.txt')!r}, {str(secret / 'secret.txt')!r},
+             {str(REPO / 'grader')!r}, {str(REPO / 'cnn_grader')!r}):
     try:
         open(path, "w" if path.endswith("new.txt") else "r")
         print("reached", path)
@@ -64,6 +65,7 @@ print("env", sorted(os.environ.items()))
     assert not (data / "new.txt").exists()
     assert f"refused {secret / 'secret.txt'} FileNotFoundError" in outcome.output
     assert f"refused {REPO / 'grader'} FileNotFoundError" in outcome.output
+    assert f"refused {REPO / 'cnn_grader'} FileNotFoundError" in outcome.output
     env = eval(outcome.output.split("env ", 1)[1])  # noqa: S307 (our own printout)
     assert dict(env) == {**sandbox.DEFAULT_ENV, "GIVEN": "yes", "PWD": "/tmp"}  # bwrap sets PWD
 
@@ -150,7 +152,7 @@ def test_no_sandbox_switch_runs_directly_and_warns(monkeypatch, capfd, tmp_path)
     monkeypatch.setenv(NO_SANDBOX_ENV, "1")
     monkeypatch.setattr(sandbox, "BWRAP", None)  # bwrap would now fail
     sandbox.warn_unsandboxed.cache_clear()
-    outcome = python(f"print(open({str(REPO / 'grader' / 'sandbox.py')!r}).readline())",
+    outcome = python(f"print(open({str(REPO / 'cnn_grader' / 'sandbox.py')!r}).readline())",
                      cwd=tmp_path)
     outcome_again = python("import os; print(os.getcwd())", cwd=tmp_path)
     assert outcome.returncode == 0 and "Run untrusted commands" in outcome.output
@@ -168,7 +170,7 @@ def test_sandbox_problem_says_what_to_install(monkeypatch):
 
 
 def test_kernel_is_sandboxed(tmp_path, monkeypatch):
-    from sandboxed_kernel import SandboxedKernelManager
+    from cnn_grader.sandboxed_kernel import SandboxedKernelManager
 
     secret, work = tmp_path / "secret", tmp_path / "work"
     secret.mkdir()

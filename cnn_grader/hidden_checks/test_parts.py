@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 
 from cnn_course import get_profile
-from describe import ModelResult
-from netgraph.analysis import torchvision_modules
-from netgraph.description import Graph, Inventory
+from cnn_grader.describe import ModelResult
+from cnn_grader.netgraph.analysis import torchvision_modules
+from cnn_grader.netgraph.description import Graph, Inventory
 
 from . import checks
-from .spec import ModelSpec, get_spec
+from cnn_grader.paper import ModelSpec, get_spec
 
 MODELS = ("alexnet", "vgg16")
 

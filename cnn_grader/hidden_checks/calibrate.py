@@ -2,7 +2,7 @@
 
 From the repository root (instructor machine, full FashionMNIST available)::
 
-    PYTHONPATH=grader .venv/bin/python -m hidden_checks.calibrate --profile cpu --seeds 0 1 2
+    PYTHONPATH=. .venv/bin/python -m cnn_grader.hidden_checks.calibrate --profile cpu --seeds 0 1 2
 
 prints one Markdown row per run (model, who, seed, loss on the training images before
 and after, accuracy, seconds, whether the structural gate rejects it) for ../CHECKS.md
@@ -28,13 +28,13 @@ from torch import nn
 
 from cnn_course import get_profile
 
-from describe import ModelResult, describe_locally
-from netgraph.description import Graph, Inventory
+from cnn_grader.describe import ModelResult, describe_locally
+from cnn_grader.netgraph.description import Graph, Inventory
 
 from . import checks
 from .recipes import grading_recipe
 from .reference import load_reference
-from .spec import get_spec
+from cnn_grader.paper import get_spec
 
 MARGIN = 0.02  # full profile: a reference seed must clear its threshold by this much
 

@@ -30,11 +30,11 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Unicode
 
 from cnn_course import get_profile
-from describe import describe_submission
-from hidden_checks.runner import GraderError, Submission, run_checks
-from preflight import refusal
-from sandbox import Limits
-from sandboxed_kernel import SandboxedKernelManager
+from cnn_grader.describe import describe_submission
+from cnn_grader.hidden_checks.runner import GraderError, Submission, run_checks
+from cnn_grader.preflight import refusal
+from cnn_grader.sandbox import Limits
+from cnn_grader.sandboxed_kernel import SandboxedKernelManager
 
 MASTER_ONLY_TAG = "master-only"
 DESCRIPTION = "cnn_course_description"  # resources key: (future of the description, profile)
@@ -188,7 +188,7 @@ class StartDescribing(NbGraderPreprocessor):
     """Start describing the submission's networks in the sandbox, alongside the kernel.
 
     The notebook's code runs once more in a sandboxed process that writes a plain-data
-    description of each network (grader/describe.py); it runs in a background thread
+    description of each network (cnn_grader/describe.py); it runs in a background thread
     while the kernel executes the notebook, and ``GradeOutsideKernel`` waits for it.
     """
 

@@ -11,7 +11,7 @@ import torch
 from cnn_course import get_profile
 from cnn_course.data import CorruptDataError, DataNotFoundError, dataset_root
 
-import sandbox
+from cnn_grader import sandbox
 
 
 def problems(require_gpu: bool) -> list[str]:

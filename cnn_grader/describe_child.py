@@ -1,6 +1,6 @@
 """Runs INSIDE the grading sandbox: execute a submission's code cells, describe its networks.
 
-Usage (by grader/describe.py, never by hand)::
+Usage (by cnn_grader/describe.py, never by hand)::
 
     python describe_child.py JOB.json OUT.jsonl
 
@@ -26,7 +26,7 @@ batch) for each configuration. One JSON object per line goes to OUT.jsonl:
 A description is plain data (no pickle): the parameters' and buffers' names and shapes,
 every node of the exported graph (op name, arguments as literals or references, output
 shape, the module that called it, the student's line) and the classes of the model's modules. The trusted side
-(grader/netgraph) validates it and rebuilds the network with its own code; nothing
+(cnn_grader/netgraph) validates it and rebuilds the network with its own code; nothing
 here is trusted, so nothing here needs to be tamper-proof.
 
 This file imports no grader code: the grader folder is not visible in the sandbox.

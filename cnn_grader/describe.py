@@ -21,8 +21,8 @@ from typing import Any
 
 from cnn_course import get_profile
 
-from netgraph.description import DescriptionError, Graph, Inventory, load_graph, load_inventory
-from sandbox import Limits, Outcome, run_sandboxed, sandbox_disabled
+from cnn_grader.netgraph.description import DescriptionError, Graph, Inventory, load_graph, load_inventory
+from cnn_grader.sandbox import Limits, Outcome, run_sandboxed, sandbox_disabled
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "describe_child.py"
@@ -315,7 +315,7 @@ def _describe(cells: list[Any], profile: str, limits: Limits, cell_seconds: floa
 def describe_locally(cls: type, key: str, profile: str) -> ModelResult:
     """Describe ``cls`` in this process, as the sandbox would (tests and calibration only:
     trusted classes)."""
-    from describe_child import describe_class
+    from cnn_grader.describe_child import describe_class
 
     model = {"key": key, "class_name": MODELS[key][0], "configs": model_configs(key, profile)}
     return model_result(describe_class(cls, model))

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from hidden_checks.spec import Layer, ModelSpec, get_spec
+from cnn_grader.paper import Layer, ModelSpec, get_spec
 
 from .description import IN_PLACE, Graph, Inventory, Node, Ref
 from .rebuild import NotRebuildable, Rebuilt

@@ -17,15 +17,15 @@ from torch import nn
 
 from cnn_course import fit, get_profile, load_split, prepare_batch, seed_everything
 
-from netgraph.analysis import (detach_problem, equivalence_problem, nonlinearity_problem,
+from cnn_grader.netgraph.analysis import (detach_problem, equivalence_problem, nonlinearity_problem,
                                pooling_problem)
-from netgraph.description import Graph, Inventory, Node, Ref
-from netgraph.rebuild import NotRebuildable, Rebuilt
-from netgraph.analysis import MAX_POOLS
-from netgraph.words import short_class
+from cnn_grader.netgraph.description import Graph, Inventory, Node, Ref
+from cnn_grader.netgraph.rebuild import NotRebuildable, Rebuilt
+from cnn_grader.netgraph.analysis import MAX_POOLS
+from cnn_grader.netgraph.words import short_class
 
 from .recipes import grading_recipe
-from .spec import Layer, ModelSpec
+from cnn_grader.paper import Layer, ModelSpec
 
 REQUIRE_GPU_ENV = "CNN_GRADER_REQUIRE_GPU"
 TRAIN_IMAGES, MIN_DECREASE = 8, 0.01  # trainable: batch size, relative loss drop

@@ -2,8 +2,8 @@
 
 Run on a GPU machine, from the repository root::
 
-    CNN_COURSE_PROFILE=full PYTHONPATH=grader python -m pytest -s \\
-        grader/hidden_checks/test_gpu_calibration.py
+    CNN_COURSE_PROFILE=full PYTHONPATH=. python -m pytest -s \\
+        cnn_grader/hidden_checks/test_gpu_calibration.py
 
 It grades the reference AlexNet and VGG16 (from the master notebook) with the full
 recipes for seeds 0, 1, 2 (``CALIBRATION_SEEDS="0 1 2"``), an AlexNet with the paper's
@@ -24,8 +24,8 @@ import os
 import pytest
 import torch
 
-from hidden_checks.calibrate import calibrate, machine, verdict
-from hidden_checks.recipes import grading_recipe
+from cnn_grader.hidden_checks.calibrate import calibrate, machine, verdict
+from cnn_grader.hidden_checks.recipes import grading_recipe
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SEEDS = [int(s) for s in os.environ.get("CALIBRATION_SEEDS", "0 1 2").split()]

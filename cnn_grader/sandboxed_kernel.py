@@ -39,7 +39,7 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Integer, List, Unicode
 
-from sandbox import (
+from cnn_grader.sandbox import (
     DEFAULT_ENV, Limits, bwrap_command, limit_setter, sandbox_disabled, sandbox_problem,
     warn_unsandboxed,
 )

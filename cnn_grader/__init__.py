@@ -1,0 +1,17 @@
+"""The CNN course's grader: everything `nbgrader autograde` runs besides nbgrader itself.
+
+Instructor-only: never installed for students nor shipped in their bundle. The course's
+nbgrader folder, grader/, holds the configuration (grader/nbgrader_config.py imports
+this package) and the documentation (grader/CHECKS.md, grader/README.md).
+
+Imports point downward only:
+
+- ``paper``: the papers' layer tables (AlexNet, VGG16); imports nothing of the grader.
+- ``sandbox``, ``unreadable``, ``preflight``: bubblewrap, unreadable submissions, the
+  checks before grading.
+- ``netgraph``: the description of a network as data, its rebuild and analysis (uses
+  ``paper``).
+- ``describe`` / ``describe_child``: describing a submission's networks in the sandbox.
+- ``hidden_checks``: the graded parts, run on the rebuilt networks.
+- ``course_preprocessors``, ``sandboxed_kernel``: the nbgrader side.
+"""
