@@ -13,10 +13,6 @@ HERE = Path(__file__).resolve().parent
 # The grader's code is the package cnn_grader at the repository's root.
 ROOT = HERE.parent
 
-# Gradebook: nbgrader's default SQLite file grader/gradebook.db, unless
-# NBGRADER_DB_URL names another SQLAlchemy URL (e.g. postgresql://user@host/cnn).
-GRADEBOOK_URL = os.environ.get("NBGRADER_DB_URL") or f"sqlite:///{HERE / 'gradebook.db'}"
-
 # True: refuse to autograde without a CUDA GPU (accuracy is then always graded with the
 # `full` profile). False: without a GPU the accuracy parts use the cpu profile (or the one
 # CNN_COURSE_PROFILE names) and the feedback says which profile graded.
@@ -48,9 +44,14 @@ from cnn_grader.course_preprocessors import (  # noqa: E402
     RestoreDeletedTests, SandboxedExecute, ShortenErrors, StartDescribing,
 )
 from cnn_grader.describe import visible_paths as kernel_visible_paths  # noqa: E402
+from cnn_grader.gradebook import gradebook_url  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.converters import Autograde, GenerateAssignment  # noqa: E402
 from nbgrader.preprocessors import Execute, GetGrades, OverwriteCells  # noqa: E402
+
+# Gradebook: nbgrader's default SQLite file grader/gradebook.db, unless
+# NBGRADER_DB_URL names another SQLAlchemy URL (e.g. postgresql://user@host/cnn).
+GRADEBOOK_URL = gradebook_url(HERE)
 
 
 def defaults(converter, trait: str) -> list:

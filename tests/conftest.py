@@ -13,6 +13,7 @@ os.environ.setdefault("CNN_COURSE_PROFILE", "ci")
 # The grader (cnn_grader) is instructor-only, so not installed: import it from the root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+pytest_plugins = ["postgres"]  # postgres_url: a PostgreSQL database (tests/postgres.py)
 
 
 # The longest modules first: `make test` runs pytest-xdist with two workers and
