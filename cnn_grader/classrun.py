@@ -1,0 +1,444 @@
+"""Grade a whole class at once: one Ray task per student, one gradebook, one table.
+
+    .venv/bin/python -m cnn_grader.classrun --workers 8          # or: make grade WORKERS=8
+
+Each task runs ``nbgrader autograde ASSIGNMENT --student S --force`` in the course
+folder, exactly what an instructor would run by hand, so a student gets the grade that
+sequential grading gives (the sandboxed kernel, the description and the hidden checks
+all run inside it). Before the fan-out the machine checks run on every node and the
+gradebook is prepared once (cnn_grader/gradebook.py). A student whose grading ended
+writes a marker beside the autograded notebook: a second run grades only what is left
+(``--force`` grades everyone again). A Ray worker that dies mid-submission is retried; a
+submission that makes nbgrader itself fail is reported ungraded, with the reason from
+its log, and the others finish. Ctrl-C cancels the tasks; each kills its nbgrader
+process group, so no kernel, sandbox or worker is left behind.
+
+With no configuration Ray starts on this machine (``ray.init()``); with ``RAY_ADDRESS``
+(or ``--address``) it joins a cluster whose nodes share the checkout, its venv, the data
+and the course folder (README.md, "Grading a class").
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE = ROOT / "grader"
+ASSIGNMENT = "assignment_cnn"
+MARKER = ".classrun-graded"  # beside the autograded notebook: what was graded
+RAY_START_TRIES = 3
+RETRIES = 2  # a task whose Ray worker died is run again this many times
+CANCEL_GRACE_SECONDS = 10.0
+PHASES = re.compile(
+    r"graded with profile (?P<profile>\w+): kernel (?P<kernel>[\d.]+|nan) s and description "
+    r"(?P<description>[\d.]+) s .*?hidden checks (?P<checks>[\d.]+) s; (?P<passed>\d+) of "
+    r"(?P<parts>\d+) parts passed(?:; training: (?P<cached>\d+) cached, (?P<trained>\d+) "
+    r"trained)?")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ERROR_LINE = re.compile(r"\[\w+ \| (ERROR|CRITICAL)\]|^\w*Error: |^SystemExit")
+
+
+@dataclass
+class Outcome:
+    """How one student's grading went (the table's row)."""
+
+    student: str
+    graded: bool
+    reason: str = ""  # why the student is ungraded
+    points: float | None = None
+    profile: str = ""
+    kernel: float = math.nan  # seconds, from the autograde log's INFO line
+    description: float = math.nan
+    checks: float = math.nan
+    cached: int = 0  # trainings answered by the training cache
+    trained: int = 0
+    seconds: float = 0.0  # wall time of the whole task
+    attempts: int = 1
+    node: str = ""
+
+
+@dataclass
+class ClassRun:
+    """The result of one run: every selected student's outcome, and what was skipped."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already graded by an earlier run
+    interrupted: bool = False
+    wall_seconds: float = 0.0
+
+
+def submitted(course: Path, assignment: str) -> list[str]:
+    """The students with a submitted notebook folder, sorted."""
+    folder = course / "submitted"
+    return sorted(p.parent.name for p in folder.glob(f"*/{assignment}") if p.is_dir())
+
+
+def submission_stamp(course: Path, assignment: str, student: str) -> str:
+    """A hash of the submitted folder (names and bytes): what a marker says was graded."""
+    digest = hashlib.sha256()
+    folder = course / "submitted" / student / assignment
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def marker(course: Path, assignment: str, student: str) -> Path:
+    return course / "autograded" / student / assignment / MARKER
+
+
+def already_graded(course: Path, assignment: str, student: str) -> bool:
+    """Whether an earlier run graded this very submission to the end."""
+    path = marker(course, assignment, student)
+    return path.is_file() and path.read_text().strip() == submission_stamp(
+        course, assignment, student)
+
+
+def log_path(course: Path, assignment: str, student: str) -> Path:
+    return course / "logs" / assignment / f"{student}.log"
+
+
+def autograde_command(assignment: str, student: str) -> list[str]:
+    """The command that grades one student: this venv's nbgrader, or the program that
+    ``CNN_GRADER_AUTOGRADE`` names (e.g. ``nice -n 5 .venv/bin/nbgrader``), with
+    ``autograde ASSIGNMENT --student S --force``."""
+    program = (shlex.split(os.environ.get("CNN_GRADER_AUTOGRADE", ""))
+               or [str(Path(sys.executable).parent / "nbgrader")])
+    return [*program, "autograde", assignment, "--student", student, "--force"]
+
+
+def attempts_path(course: Path, assignment: str, student: str) -> Path:
+    return course / "logs" / assignment / f"{student}.attempts"
+
+
+def reason_from_log(text: str, returncode: int) -> str:
+    """The lines that say why nbgrader failed, short enough for a table."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if ERROR_LINE.search(line)]
+    picked = (errors or lines)[-3:]
+    reason = " / ".join(picked)[-400:] or "no output"
+    how = (f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}")
+    return f"nbgrader autograde failed ({how}): {reason}"
+
+
+def grade_student(course: str, assignment: str, student: str, command: Sequence[str],
+                  env: dict[str, str]) -> Outcome:
+    """Grade one student in a child process group and read the phases from its log.
+
+    The child dies with this process (``setpriv --pdeathsig``), and its whole group is
+    killed when this function is interrupted, so a cancelled or killed task leaves no
+    kernel or sandbox behind."""
+    folder = Path(course)
+    log = log_path(folder, assignment, student)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    marker(folder, assignment, student).unlink(missing_ok=True)
+    tries = attempts_path(folder, assignment, student)
+    with open(tries, "a") as handle:
+        handle.write(f"{os.uname().nodename} {os.getpid()}\n")
+    argv = ["setpriv", "--pdeathsig", "KILL", "--", *command]
+    start = time.perf_counter()
+    with open(log, "w") as output:
+        process = subprocess.Popen(argv, cwd=folder, env={**os.environ, **env},
+                                   stdin=subprocess.DEVNULL, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = process.wait()
+        finally:
+            _kill_group(process)
+    text = log.read_text(errors="replace")
+    outcome = Outcome(student, graded=False, seconds=time.perf_counter() - start,
+                      node=os.uname().nodename, attempts=_count_lines(tries))
+    found = PHASES.search(text)
+    if returncode != 0 or not found:
+        outcome.reason = (reason_from_log(text, returncode) if returncode != 0 else
+                          "nbgrader autograde ended without grading the notebook: "
+                          + reason_from_log(text, returncode).split(": ", 1)[1])
+        return outcome
+    outcome.graded = True
+    outcome.profile = found["profile"]
+    for name in ("kernel", "description", "checks"):
+        setattr(outcome, name, float(found[name]))
+    outcome.cached, outcome.trained = int(found["cached"] or 0), int(found["trained"] or 0)
+    done = marker(folder, assignment, student)
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(submission_stamp(folder, assignment, student))
+    return outcome
+
+
+def _count_lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL, to the child's whole process group."""
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:  # the leader is gone: make sure its group is too
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
+
+
+def _node_problems(require_gpu: bool) -> tuple[str, list[str]]:
+    from cnn_grader.preflight import problems
+
+    return os.uname().nodename, problems(require_gpu)
+
+
+def check_nodes(ray, require_gpu: bool) -> list[str]:
+    """The machine checks (cnn_grader/preflight.py) on every alive Ray node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    remote = ray.remote(num_cpus=0)(_node_problems)
+    refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node["NodeID"], soft=False)).remote(require_gpu)
+        for node in ray.nodes() if node.get("Alive")]
+    return [f"{name}: {problem}" for name, found in ray.get(refs) for problem in found]
+
+
+def start_ray(address: str | None, workers: int):
+    """Join ``address`` (or RAY_ADDRESS), else start Ray here with ``workers`` CPUs
+    (``RAY_START_TRIES`` attempts: a busy machine can miss Ray's start-up deadline)."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        site = str(Path(__file__).resolve().parent / "ray_site")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (site, os.environ.get("PYTHONPATH", "")) if p)
+    import ray
+
+    options = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    for attempt in range(1, RAY_START_TRIES + 1):
+        try:
+            if address:
+                ray.init(address=address, **options)
+            else:
+                ray.init(num_cpus=workers, **options)
+            return ray
+        except Exception as error:  # noqa: BLE001 (Ray raises a bare Exception on time-outs)
+            ray.shutdown()
+            if attempt == RAY_START_TRIES or address:
+                raise SystemExit(f"Ray did not start: {error}") from error
+    raise AssertionError("unreachable")
+
+
+def fan_out(ray, course: Path, assignment: str, students: list[str], workers: int,
+            env: dict[str, str], gpus: float = 0.0, progress: bool = True
+            ) -> tuple[list[Outcome], bool]:
+    """Grade ``students`` with at most ``workers`` tasks in flight; returns the outcomes
+    and whether Ctrl-C interrupted the run. A task whose worker died is retried
+    (``RETRIES``); its outcome counts its attempts."""
+    from tqdm.auto import tqdm
+
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES,
+                      retry_exceptions=False)(grade_student)
+    waiting, running, outcomes = list(students), {}, []
+    bar = tqdm(total=len(students), unit="student", disable=not progress,
+               desc=f"grading {assignment}")
+    interrupted = False
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                student = waiting.pop(0)
+                attempts_path(course, assignment, student).unlink(missing_ok=True)
+                running[task.remote(str(course), assignment, student,
+                                    autograde_command(assignment, student), env)] = student
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                student = running.pop(ref)
+                outcomes.append(_result(ray, ref, student, course, assignment))
+                bar.set_postfix_str(student)
+                bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+        _cancel(ray, list(running))
+    finally:
+        bar.close()
+    return outcomes, interrupted
+
+
+def _result(ray, ref, student: str, course: Path, assignment: str) -> Outcome:
+    from ray.exceptions import RayError, WorkerCrashedError
+
+    try:
+        outcome = ray.get(ref)
+    except WorkerCrashedError:
+        return Outcome(student, graded=False,
+                       attempts=_count_lines(attempts_path(course, assignment, student)),
+                       reason=f"the Ray worker grading this student died {RETRIES + 1} "
+                              f"times (last log: {log_path(course, assignment, student)})")
+    except RayError as error:  # the task itself raised: the last line says what
+        lines = [line for line in ANSI.sub("", str(error)).splitlines() if line.strip()]
+        return Outcome(student, graded=False,
+                       reason=f"the grading task failed: {(lines or ['?'])[-1][:300]}")
+    return outcome
+
+
+def _cancel(ray, refs: list) -> None:
+    """Cancel the tasks (each kills its nbgrader group), then force what is still there."""
+    for ref in refs:
+        ray.cancel(ref, force=False)
+    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+    pending = list(refs)
+    while pending and time.monotonic() < deadline:
+        _done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+    for ref in pending:
+        ray.cancel(ref, force=True)
+
+
+def table(run: ClassRun) -> str:
+    """The instructor's summary: one row per student, then the totals."""
+    head = ("student", "points", "kernel s", "descr. s", "checks s", "training", "tries",
+            "status")
+    rows = []
+    for o in sorted(run.outcomes, key=lambda o: (o.graded, o.student)):
+        points = "" if o.points is None else f"{o.points:g}"
+        phases = [f"{v:.0f}" if not math.isnan(v) else "" for v in (o.kernel, o.description,
+                                                                     o.checks)]
+        training = f"{o.cached} cached, {o.trained} run" if o.graded else ""
+        rows.append((o.student, points, *phases, training, str(o.attempts),
+                     "graded" if o.graded else f"UNGRADED: {o.reason}"))
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head) - 1)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1]
+             for r in [head, *rows]]
+    graded = [o for o in run.outcomes if o.graded]
+    cached = sum(o.cached for o in graded)
+    trainings = cached + sum(o.trained for o in graded)
+    lines.append("")
+    lines.append(
+        f"{len(graded)} graded, {len(run.outcomes) - len(graded)} ungraded, "
+        f"{len(run.skipped)} already graded before (skipped) in {run.wall_seconds:.0f} s; "
+        f"phases summed over students: kernel {_sum(graded, 'kernel'):.0f} s, description "
+        f"{_sum(graded, 'description'):.0f} s, checks {_sum(graded, 'checks'):.0f} s; "
+        f"trainings: {cached} of {trainings} from the cache")
+    if run.interrupted:
+        lines.append("Interrupted: run the same command again to grade the students left.")
+    return "\n".join(lines)
+
+
+def _sum(outcomes: list[Outcome], name: str) -> float:
+    return sum(v for o in outcomes if not math.isnan(v := getattr(o, name)))
+
+
+def write_csv(run: ClassRun, path: Path) -> None:
+    """Every student's latest row: this run's outcomes replace earlier runs' rows."""
+    names = [f.name for f in fields(Outcome)]
+    rows = {}
+    if path.is_file():
+        with open(path, newline="") as handle:
+            rows = {row["student"]: row for row in csv.DictReader(handle)
+                    if set(row) == set(names)}
+    rows.update({o.student: asdict(o) for o in run.outcomes})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, names)
+        writer.writeheader()
+        writer.writerows(rows[student] for student in sorted(rows))
+
+
+def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: int = 1,
+                students: Sequence[str] | None = None, force: bool = False,
+                address: str | None = None, gpus_per_student: float | None = None,
+                progress: bool = True) -> ClassRun:
+    """Grade every submitted student of ``assignment`` (or ``students``) left to grade."""
+    from cnn_grader import gradebook
+    from cnn_grader.preflight import refusal
+    from cnn_grader.unreadable import set_aside_unreadable
+
+    if workers < 1:
+        raise SystemExit(f"--workers must be at least 1, not {workers}")
+    course = course.resolve()
+    if not (course / "nbgrader_config.py").is_file():
+        raise SystemExit(f"{course} is not an nbgrader course folder (no nbgrader_config.py)")
+    url = gradebook.gradebook_url(course)
+    problem = gradebook.concurrency_problem(url, workers)
+    if problem:
+        raise SystemExit(problem)
+    everyone = submitted(course, assignment)
+    chosen = list(students) if students else everyone
+    unknown = sorted(set(chosen) - set(everyone))
+    if unknown:
+        raise SystemExit(f"no submission of {assignment} for: {', '.join(unknown)} "
+                         f"(looked in {course / 'submitted'})")
+    require_gpu = os.environ.get("CNN_GRADER_REQUIRE_GPU", "") not in ("", "0")
+    message = refusal(require_gpu)
+    if message:
+        raise SystemExit(message)
+    for path in set_aside_unreadable(course, assignment):  # once, not in racing workers
+        print(f"{path} is not a readable notebook: kept as {path.name}.unreadable, a "
+              "stand-in that says so is graded", file=sys.stderr)
+    gradebook.prepare(url, course, assignment, everyone)
+    run = ClassRun()
+    todo = [s for s in chosen if force or not already_graded(course, assignment, s)]
+    run.skipped = [s for s in chosen if s not in todo]
+    if not todo:
+        return run
+    start = time.perf_counter()
+    ray = start_ray(address, workers)
+    try:
+        problems = check_nodes(ray, require_gpu)
+        if problems:
+            raise SystemExit("a Ray node cannot grade yet, nobody was graded:\n  - "
+                             + "\n  - ".join(problems))
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        gpus = gpus_per_student if gpus_per_student is not None else (0.5 if has_gpu else 0)
+        env = {"NBGRADER_DB_URL": url,
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        run.outcomes, run.interrupted = fan_out(ray, course, assignment, todo, workers, env,
+                                                gpus=gpus, progress=progress)
+    finally:
+        ray.shutdown()
+    run.wall_seconds = time.perf_counter() - start
+    totals = gradebook.points(url, assignment)
+    for outcome in run.outcomes:
+        outcome.points = totals.get(outcome.student) if outcome.graded else None
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", type=Path, default=COURSE, help="the nbgrader course folder")
+    parser.add_argument("--assignment", default=ASSIGNMENT)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="students graded at once (more than 1 needs PostgreSQL)")
+    parser.add_argument("--students", nargs="*", help="only these students")
+    parser.add_argument("--force", action="store_true",
+                        help="grade again students an earlier run graded")
+    parser.add_argument("--address", help="a Ray cluster to join (default: RAY_ADDRESS, "
+                                          "else Ray on this machine)")
+    parser.add_argument("--gpus-per-student", type=float, default=None,
+                        help="GPU share of one student's task (default 0.5 on GPU clusters)")
+    args = parser.parse_args(argv)
+    run = grade_class(args.course, args.assignment, args.workers, args.students, args.force,
+                      args.address, args.gpus_per_student)
+    print(table(run))
+    report = args.course.resolve() / "logs" / args.assignment / "classrun.csv"
+    write_csv(run, report)
+    print(f"Table written to {report}; each student's nbgrader log is beside it.")
+    if run.interrupted:
+        return 130
+    return 0 if all(o.graded for o in run.outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Grading a class on Ray (cnn_grader/classrun.py): faults at class scale, with a stand-in
+for nbgrader (tests/fakes/fake_autograde.py) so that each case takes seconds; the real
+nbgrader is compared with sequential grading in test_grading_end_to_end.py."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+
+from cnn_grader import classrun
+from cnn_grader.classrun import ClassRun, Outcome
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE = ROOT / "tests" / "fakes" / "fake_autograde.py"
+ASSIGNMENT = classrun.ASSIGNMENT
+pytestmark = pytest.mark.slow
+
+
+def make_course(folder: Path, plans: dict[str, str], url: str | None = None) -> Path:
+    """A course folder whose students' grading is planned (see fake_autograde.py)."""
+    (folder / "plan").mkdir(parents=True)
+    (folder / "nbgrader_config.py").write_text("# the stand-in nbgrader reads nothing here\n")
+    for student, plan in plans.items():
+        submission = folder / "submitted" / student / ASSIGNMENT
+        submission.mkdir(parents=True)
+        (submission / f"{ASSIGNMENT}.ipynb").write_text(f'{{"student": "{student}"}}')
+        (folder / "plan" / student).write_text(plan)
+    with Gradebook(url or f"sqlite:///{folder / 'gradebook.db'}") as gradebook:
+        gradebook.update_or_create_assignment(ASSIGNMENT)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def venv_first_on_path(monkeypatch):
+    """nbgrader creates a gradebook with the venv's ``alembic``, from PATH."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.fixture
+def fake_nbgrader(monkeypatch):
+    monkeypatch.setenv("CNN_GRADER_AUTOGRADE", f"{sys.executable} {FAKE}")
+    monkeypatch.delenv("NBGRADER_DB_URL", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def graded_record(course: Path) -> list[str]:
+    path = course / "graded.txt"
+    return sorted(path.read_text().split()) if path.exists() else []
+
+
+# --- without Ray -------------------------------------------------------------------------
+
+def test_the_autograde_info_line_is_read_with_every_phase():
+    # the line GradeOutsideKernel logs (cnn_grader/course_preprocessors.py; the real one
+    # is read in test_grading_end_to_end.py); kills a pattern that loses a phase or count
+    line = ("[AutogradeApp | INFO] graded with profile cpu: kernel 13.0 s and description "
+            "11.1 s (side by side), hidden checks 38.1 s; 9 of 10 parts passed; training: "
+            "2 cached, 0 trained")
+    found = classrun.PHASES.search(line)
+    assert (found["profile"], found["kernel"], found["description"], found["checks"],
+            found["cached"], found["trained"]) == ("cpu", "13.0", "11.1", "38.1", "2", "0")
+
+
+def test_the_reason_names_nbgraders_error_lines_and_how_it_ended():
+    text = "[AutogradeApp | INFO] start\n[AutogradeApp | ERROR] grader crashed: KeyError\n"
+    assert classrun.reason_from_log(text, 1) == (
+        "nbgrader autograde failed (exit status 1): [AutogradeApp | ERROR] grader crashed: "
+        "KeyError")
+    assert "killed by signal 9" in classrun.reason_from_log("", -9)
+
+
+def test_a_marker_counts_only_for_the_submission_it_was_written_for(tmp_path):
+    course = make_course(tmp_path / "course", {"ada": "ok"})
+    assert not classrun.already_graded(course, ASSIGNMENT, "ada")
+    path = classrun.marker(course, ASSIGNMENT, "ada")
+    path.parent.mkdir(parents=True)
+    path.write_text(classrun.submission_stamp(course, ASSIGNMENT, "ada"))
+    assert classrun.already_graded(course, ASSIGNMENT, "ada")
+    # a resubmission (another notebook) is graded again
+    (course / "submitted" / "ada" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").write_text("{}")
+    assert not classrun.already_graded(course, ASSIGNMENT, "ada")
+
+
+def test_sqlite_with_several_workers_and_unknown_students_are_refused(tmp_path, fake_nbgrader):
+    course = make_course(tmp_path / "course", {"ada": "ok"})
+    with pytest.raises(SystemExit, match="PostgreSQL"):
+        classrun.grade_class(course, workers=2, progress=False)
+    with pytest.raises(SystemExit, match="no submission of assignment_cnn for: bob"):
+        classrun.grade_class(course, students=["bob"], progress=False)
+    with pytest.raises(SystemExit, match="at least 1"):
+        classrun.grade_class(course, workers=0, progress=False)
+
+
+def test_the_table_and_csv_keep_every_student(tmp_path):
+    first = ClassRun([Outcome("ada", True, points=80, kernel=10, description=9, checks=30,
+                              cached=1, trained=1),
+                      Outcome("bob", False, reason="nbgrader autograde failed (exit status 1)")],
+                     wall_seconds=42)
+    text = classrun.table(first)
+    assert "UNGRADED: nbgrader autograde failed (exit status 1)" in text
+    assert "1 graded, 1 ungraded" in text and "trainings: 1 of 2 from the cache" in text
+    report = tmp_path / "classrun.csv"
+    classrun.write_csv(first, report)
+    classrun.write_csv(ClassRun([Outcome("bob", True, points=55)]), report)  # the rerun
+    rows = report.read_text().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("ada,True,,80") and rows[2].startswith("bob,True")
+
+
+# --- on Ray ------------------------------------------------------------------------------
+
+def test_faults_at_class_scale(tmp_path, fake_nbgrader, postgres_url, monkeypatch):
+    """Two workers, a PostgreSQL gradebook: a killed worker's student is retried and
+    graded once, a grader failure is reported ungraded while the rest finish, and the
+    next run grades only what is left."""
+    monkeypatch.setenv("NBGRADER_DB_URL", postgres_url)
+    plans = {"ada": "ok", "bob": "fail", "cyd": "kill-worker", "dee": "ok"}
+    course = make_course(tmp_path / "course", plans, postgres_url)
+    run = classrun.grade_class(course, workers=2, progress=False)
+    outcomes = {o.student: o for o in run.outcomes}
+    assert sorted(outcomes) == sorted(plans)
+    graded = sorted(s for s, o in outcomes.items() if o.graded)
+    assert graded == ["ada", "cyd", "dee"], classrun.table(run)
+    assert outcomes["cyd"].attempts == 2 and outcomes["ada"].attempts == 1
+    assert graded_record(course) == ["ada", "cyd", "dee"]  # each exactly once
+    assert "grader crashed" in outcomes["bob"].reason and not outcomes["bob"].graded
+    assert (outcomes["ada"].kernel, outcomes["ada"].cached) == (1.5, 1)
+    with Gradebook(postgres_url) as gradebook:  # prepared before fan-out
+        assert sorted(s.id for s in gradebook.students) == sorted(plans)
+
+    (course / "plan" / "bob").write_text("ok")  # the instructor fixed what failed
+    again = classrun.grade_class(course, workers=2, progress=False)
+    assert [o.student for o in again.outcomes] == ["bob"] and again.outcomes[0].graded
+    assert sorted(again.skipped) == ["ada", "cyd", "dee"]
+    assert graded_record(course) == ["ada", "bob", "cyd", "dee"]
+
+
+def test_ctrl_c_stops_the_run_and_leaves_nothing_behind(tmp_path):
+    course = make_course(tmp_path / "course", {"ada": "sleep", "bob": "sleep", "cyd": "ok"})
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths
+    env = {**os.environ, "CNN_GRADER_AUTOGRADE": f"{sys.executable} {FAKE}",
+           "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(ROOT)}
+    env.pop("NBGRADER_DB_URL", None)
+    env.pop("RAY_ADDRESS", None)
+    command = subprocess.Popen([sys.executable, "-m", "cnn_grader.classrun", "--course",
+                                str(course)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (course / "pids" / "ada").exists():
+            assert command.poll() is None, command.stdout.read()
+            assert time.monotonic() < deadline, "the first student never started"
+            time.sleep(0.5)
+        command.send_signal(signal.SIGINT)
+        output, _ = command.communicate(timeout=120)
+    finally:
+        if command.poll() is None:
+            command.kill()
+    assert command.returncode == 130, output
+    assert "Interrupted: run the same command again" in output
+    sleeper = int((course / "pids" / "ada").read_text())
+    assert not Path(f"/proc/{sleeper}").exists() or _zombie(sleeper)
+    time.sleep(2)
+    left = subprocess.run(["pgrep", "-f", ray_tmp], capture_output=True, text=True).stdout
+    assert left == "", f"Ray processes left behind: {left}"
+    assert not (course / "pids" / "bob").exists()  # never started: one worker
+    assert graded_record(course) == []
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
