@@ -35,6 +35,7 @@ from cnn_grader.hidden_checks.runner import GraderError, Submission, run_checks
 from cnn_grader.preflight import refusal
 from cnn_grader.sandbox import Limits
 from cnn_grader.sandboxed_kernel import SandboxedKernelManager
+from cnn_grader import training_cache
 
 MASTER_ONLY_TAG = "master-only"
 DESCRIPTION = "cnn_course_description"  # resources key: (future of the description, profile)
@@ -224,11 +225,14 @@ class GradeOutsideKernel(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         future, profile = resources.pop(DESCRIPTION)
         models, describing = future.result()
+        cached, fresh = training_cache.counts()
         results, checking = _timed(run_checks, Submission(models, profile))
+        hits, misses = training_cache.counts()
         self.log.info("graded with profile %s: kernel %.1f s and description %.1f s (side by "
-                      "side), hidden checks %.1f s; %d of %d parts passed", profile,
-                      resources.get(KERNEL_SECONDS, float("nan")), describing, checking,
-                      sum(r.passed for r in results.values()), len(results))
+                      "side), hidden checks %.1f s; %d of %d parts passed; training: %d cached, "
+                      "%d trained", profile, resources.get(KERNEL_SECONDS, float("nan")),
+                      describing, checking, sum(r.passed for r in results.values()),
+                      len(results), hits - cached, misses - fresh)
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):

@@ -13,6 +13,11 @@ HERE = Path(__file__).resolve().parent
 # The grader's code is the package cnn_grader at the repository's root.
 ROOT = HERE.parent
 
+# Training cache: the accuracy part's training results, by the computation trained
+# (grader/CHECKS.md, "Training cache"); CNN_GRADER_CACHE may name another folder, e.g. one
+# that several grading machines share. Deleting the folder is always safe.
+os.environ.setdefault("CNN_GRADER_CACHE", str(HERE / "cache"))
+
 # True: refuse to autograde without a CUDA GPU (accuracy is then always graded with the
 # `full` profile). False: without a GPU the accuracy parts use the cpu profile (or the one
 # CNN_COURSE_PROFILE names) and the feedback says which profile graded.

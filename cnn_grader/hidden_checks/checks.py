@@ -23,6 +23,7 @@ from cnn_grader.netgraph.description import Graph, Inventory, Node, Ref
 from cnn_grader.netgraph.rebuild import NotRebuildable, Rebuilt
 from cnn_grader.netgraph.analysis import MAX_POOLS
 from cnn_grader.netgraph.words import short_class
+from cnn_grader import training_cache
 
 from .recipes import grading_recipe
 from cnn_grader.paper import Layer, ModelSpec
@@ -339,7 +340,9 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
             ) -> tuple[float, float, float, float]:
     """Train the rebuilt (1, 10) network with the grader's recipe for ``profile``.
 
-    Returns (loss on the training images before, after, test accuracy, seconds).
+    Returns (loss on the training images before, after, test accuracy, seconds). A
+    network that computes what an earlier one computed gets the earlier result, seconds
+    included, from the training cache (``cnn_grader.training_cache``, where one is set).
     """
     cuda = torch.cuda.is_available()
     if os.environ.get(REQUIRE_GPU_ENV, "").strip() not in ("", "0") and not cuda:
@@ -347,6 +350,11 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     if profile == "full" and not cuda:
         raise RuntimeError("the full grading profile needs a CUDA GPU")
     plan = grading_recipe(spec.key, profile)
+    device = torch.device("cuda" if cuda else "cpu")
+    key = training_cache.key(small, spec.key, profile, plan, seed, device.type)
+    cached = training_cache.lookup(key)
+    if cached is not None:
+        return cached
     recipe = plan.recipe if seed is None else type(plan.recipe)(
         **{**plan.recipe.__dict__, "seed": seed})
     prof = get_profile(profile)
@@ -354,7 +362,6 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     test_images, test_labels = load_split(False, prof)
     train = (images[:plan.train_size], labels[:plan.train_size])
     test = (test_images[:plan.test_size], test_labels[:plan.test_size])
-    device = torch.device("cuda" if cuda else "cpu")
     seed_everything(recipe.seed)
     net = rebuilt(small, seed=recipe.seed).to(device)
     before = _mean_loss(net, train, recipe.image_size, device)
@@ -365,7 +372,10 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
         fail(f"training {spec.class_name} with the grader's recipe raised "
              f"{type(error).__name__}: {error}")
     seconds = time.perf_counter() - start
-    return before, _mean_loss(net, train, recipe.image_size, device), history.test_acc[-1], seconds
+    result = (before, _mean_loss(net, train, recipe.image_size, device), history.test_acc[-1],
+              seconds)
+    training_cache.store(key, result)
+    return result
 
 
 CPU_NOTE = ("on a CPU (profile {profile}) this part checks that {name} computes the paper's "
