@@ -44,6 +44,15 @@ def require(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def no_training_cache(monkeypatch):
+    """Every test trains for real unless it names a cache folder: loading
+    grader/nbgrader_config.py (test_preflight) sets CNN_GRADER_CACHE to the repository's
+    grader/cache for the rest of the process, and a cached result there would answer a
+    later test's training."""
+    monkeypatch.delenv("CNN_GRADER_CACHE", raising=False)
+
+
 @pytest.fixture
 def no_download(monkeypatch):
     """Make torchvision's download fail as it does offline, and count the attempts."""

@@ -286,3 +286,23 @@ def test_rule_constants_are_the_documented_ones():
     assert (checks.MIN_DECREASE, checks.MIN_TRAINING_DECREASE, analysis.TOLERANCE) == (
         0.01, 0.002, 1e-4)
     assert math.isclose(recipes.grading_recipe("vgg16", "full").threshold, 0.89)
+
+
+def _in_place_dropouts(self):
+    for index, module in enumerate(self.classifier):
+        if isinstance(module, nn.Dropout):
+            self.classifier[index] = nn.Dropout(module.p, inplace=True)
+
+
+def test_in_place_dropout_follows_the_rebuilt_networks_mode():
+    # nn.Dropout(inplace=True) exports as aten.dropout_: evaluated, the rebuild computes
+    # what the paper's network does (kills an in-place form missing from
+    # rebuild.TRAINING_ARG: it kept dropping in eval mode and changed the graded losses)
+    in_place = variant("InPlaceDropout", change=_in_place_dropouts)
+    assert any(node.op == "aten.dropout_.default" for node in graph(in_place).nodes)
+    x = torch.randn(2, 3, 227, 227, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = checks.rebuilt(graph(in_place)).eval()
+        paper = checks.rebuilt(graph(AlexNetRef)).eval()
+        torch.testing.assert_close(ours(x), paper(x))
+        assert not torch.equal(ours.train()(x), ours.train()(x))  # and drops in training

@@ -20,9 +20,10 @@ from .description import IN_PLACE, KNOWN_BUFFERS, Graph, Node, Ref
 from .words import located
 
 # Operators whose ``training`` argument follows the module's mode: index of that argument.
-TRAINING_ARG = {"aten.dropout.default": 2, "aten.feature_dropout.default": 2,
-                "aten.alpha_dropout.default": 2, "aten.feature_alpha_dropout.default": 2,
-                "aten.batch_norm.default": 5}
+# In-place forms (``nn.Dropout(inplace=True)``) too: else they would drop in eval mode.
+TRAINING_ARG = {f"aten.{name}{form}.default": 2
+                for name in ("dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
+                for form in ("", "_")} | {"aten.batch_norm.default": 5}
 
 
 class NotRebuildable(RuntimeError):
