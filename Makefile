@@ -3,13 +3,20 @@
 CLEAN_EXTRA := build
 include scripts/student/Makefile
 
-.PHONY: test bundle benchmark
+.PHONY: test bundle benchmark grade
 
-# Test-only packages (requirements-dev.txt), on top of the course's.
+# Test-only packages (requirements-dev.txt, which includes the instructors'), on top of
+# the course's.
 DEV_STAMP := $(VENV)/.installed-dev
-$(DEV_STAMP): requirements-dev.txt $(STAMP)
+$(DEV_STAMP): requirements-dev.txt requirements-instructor.txt $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(DEV_STAMP)
+
+# The instructors' packages (requirements-instructor.txt: Ray, PostgreSQL's driver).
+INSTRUCTOR_STAMP := $(VENV)/.installed-instructor
+$(INSTRUCTOR_STAMP): requirements-instructor.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-instructor.txt
+	touch $(INSTRUCTOR_STAMP)
 
 # The whole suite on the committed subset: unit tests, every lecture and solution
 # notebook under nbval, the grader end to end, and the course in a browser. Two workers
@@ -25,6 +32,13 @@ test: data $(DEV_STAMP)
 	@echo "Branch coverage of the grader's rule modules (the tests' worker processes):"
 	@export COVERAGE_FILE=$(CURDIR)/build/coverage/data; \
 	  $(BIN)/coverage combine -q --rcfile=.coveragerc && $(BIN)/coverage report --rcfile=.coveragerc
+
+# Grade every submission in grader/submitted/ that is not graded yet, WORKERS students at
+# a time, on Ray (README.md, "Grading a class"; more than one worker needs a PostgreSQL
+# gradebook, NBGRADER_DB_URL). GRADE_ARGS passes more options, e.g. "--force".
+WORKERS ?= 1
+grade: data $(INSTRUCTOR_STAMP)
+	$(BIN)/python -m cnn_grader.classrun --workers $(WORKERS) $(GRADE_ARGS)
 
 bundle: $(STAMP)
 	$(BIN)/python scripts/build_student_bundle.py build/student

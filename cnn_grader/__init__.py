@@ -13,5 +13,10 @@ Imports point downward only:
   ``paper``).
 - ``describe`` / ``describe_child``: describing a submission's networks in the sandbox.
 - ``hidden_checks``: the graded parts, run on the rebuilt networks.
+- ``training_cache``: the accuracy part's trainings, keyed by the rebuilt computation.
 - ``course_preprocessors``, ``sandboxed_kernel``: the nbgrader side.
+- ``gradebook``: the gradebook's URL, and what must be in it before parallel grading.
+- ``classrun``: a whole class on Ray, one ``nbgrader autograde`` per student (uses
+  ``gradebook``, ``preflight``, ``unreadable``; ``ray_site`` holds a stand-in for Ray's
+  own processes).
 """

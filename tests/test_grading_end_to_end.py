@@ -359,3 +359,37 @@ def test_export_writes_every_students_total(course):
     for student, points in plan.items():
         assert float(rows[student]["raw_score"]) == sum(points.values()), student
         assert float(rows[student]["max_score"]) == sum(POINTS.values())
+
+
+def test_a_class_graded_in_parallel_gets_the_sequential_grades(course, postgres_url, tmp_path):
+    """`python -m cnn_grader.classrun --workers 2` on a copy of the course with a PostgreSQL
+    gradebook gives every student exactly the points sequential `nbgrader autograde` gave,
+    and reads every phase from nbgrader's log (the copy shares the training cache)."""
+    import os
+    import shutil
+    import subprocess
+
+    from cnn_grader.gradebook import points
+
+    folder, plan = course
+    copy_root = tmp_path / "parallel"
+    shutil.copytree(folder.parent, copy_root, ignore=shutil.ignore_patterns(
+        "autograded", "feedback", "gradebook.db", "logs", "grades.csv", "__pycache__"))
+    parallel = copy_root / folder.name
+    env = {**os.environ, "NBGRADER_DB_URL": postgres_url,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    generated = subprocess.run([str(Path(sys.executable).parent / "nbgrader"),
+                                "generate_assignment", ASSIGNMENT, "--force"], cwd=parallel,
+                               env=env, capture_output=True, text=True, check=False)
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    result = subprocess.run([sys.executable, "-m", "cnn_grader.classrun", "--course",
+                             str(parallel), "--workers", "2"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=False, timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sequential = {student: float(sum(parts.values())) for student, parts in plan.items()}
+    assert points(postgres_url, ASSIGNMENT) == sequential
+    table = result.stdout
+    assert f"{len(plan)} graded, 0 ungraded" in table, table
+    assert "trainings: " in table and " from the cache" in table
+    rows = {line.split()[0]: line for line in table.splitlines()[1:len(plan) + 1]}
+    assert set(rows) == set(plan), table
