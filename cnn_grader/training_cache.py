@@ -27,7 +27,7 @@ import torch
 
 import cnn_course
 import cnn_grader
-from cnn_grader.netgraph.description import KNOWN_BUFFERS, Graph, Ref
+from cnn_grader.netgraph.description import IN_PLACE, KNOWN_BUFFERS, Graph, Ref
 
 if TYPE_CHECKING:  # hidden_checks imports this module: the recipe is a type hint only
     from cnn_grader.hidden_checks.recipes import GradingRecipe
@@ -82,7 +82,9 @@ def canonical(graph: Graph) -> str:
         "params": [[list(shape), name.endswith("bias")] for name, shape in graph.params],
         "frozen": sorted(index[name] for name in graph.frozen),
         "buffers": [[list(shape), *statistic(name)] for name, shape in graph.buffers],
-        "nodes": [[node.op, plain(node.args), [[k, plain(v)] for k, v in node.kwargs]]
+        # in-place forms (relu_) run as their out-of-place ones in the rebuild
+        "nodes": [[IN_PLACE.get(node.op, node.op), plain(node.args),
+                   [[k, plain(v)] for k, v in node.kwargs]]
                   for node in graph.nodes],
         "output": plain(graph.output),
     }, separators=(",", ":"))

@@ -193,6 +193,10 @@ SAME = {  # what the rebuild never reads
     "node_name": lambda g: renamed(g, "node", g.nodes[0].name, "first"),
     "bias_name": lambda g: renamed(g, "param", _first_bias(g), "stem.my_bias"),
     "buffer_name": lambda g: renamed(g, "buffer", "norm.running_var", "bn.running_var"),
+    # kills: in-place forms kept apart (the rebuild runs relu_ as relu: one training)
+    "in_place": lambda g: replace(g, nodes=tuple(replace(n, op="aten.relu_.default")
+                                                 if n.op == "aten.relu.default" else n
+                                                 for n in g.nodes)),
 }
 OTHER = {  # what the rebuild or reinit reads
     "frozen": lambda g: replace(g, frozen=(g.params[0][0],)),  # kills: frozen left out

@@ -1,0 +1,255 @@
+"""Measure grading a class: sequential `nbgrader autograde` against cnn_grader.classrun.
+
+    .venv/bin/python scripts/benchmark_class.py --students 24 --out build/class-benchmark
+
+Builds a scratch course (scripts/generate_assignment.py) with a generated class: the
+end-to-end test's submissions (tests/test_grading_end_to_end.py: correct styles, defects,
+hostile and careless ones) and more students written in other correct styles (renamed
+attributes, in-place ReLUs) and repeats of the defects. Then it grades the class three
+times, each from nothing (no gradebook rows, an empty training cache):
+
+1. sequential `nbgrader autograde` with the training cache off (grading before the cache);
+2. `python -m cnn_grader.classrun --workers 1`;
+3. `python -m cnn_grader.classrun --workers 2`.
+
+The classrun runs use a PostgreSQL gradebook: ``--db-url`` names a server's maintenance
+URL, else a throwaway server starts here (tests/postgres.py). It writes ``results.json``
+and ``results.md`` (grades of every run, wall times, phase sums, cache hits) to ``--out``.
+The cell and description limits are the end-to-end test's (10 s, 90 s), so that the
+students whose code hangs cost minutes, not a quarter of an hour.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
+os.environ.setdefault("CNN_COURSE_PROFILE", "ci")
+
+import nbformat  # noqa: E402
+
+from generate_assignment import ASSIGNMENT, NOTEBOOK, generate, make_course  # noqa: E402
+
+STYLES = [  # other spellings of the reference: the same computation
+    {"self.features": "self.body", "self.classifier": "self.head"},
+    {"self.features": "self.convs", "self.avgpool": "self.pool"},
+    {"self.classifier": "self.fc_stack"},
+    {"nn.ReLU(inplace=True)": "nn.ReLU()"},
+    {"self.features": "self.extractor", "nn.ReLU(inplace=True)": "nn.ReLU()"},
+    {"self.avgpool": "self.adaptive"},
+    {"self.classifier": "self.mlp", "self.avgpool": "self.squash"},
+    {"self.features": "self.stem"},
+]
+
+
+def restyled(notebook, renames: dict[str, str]):
+    """``notebook`` with its model cells' names changed (the same networks)."""
+    from test_grading_end_to_end import cell_by_id
+
+    changed = copy.deepcopy(notebook)
+    for grade_id in ("alexnet_model", "vgg16_model"):
+        cell = cell_by_id(changed, grade_id)
+        for old, new in renames.items():
+            cell.source = cell.source.replace(old, new)
+    return changed
+
+
+def class_of(released, size: int) -> dict[str, tuple]:
+    """``size`` students: the end-to-end cases, restyled references, repeated defects."""
+    from test_grading_end_to_end import submissions
+
+    cases = submissions(released)
+    students = dict(cases)
+    reference = cases["reference"]
+    for index, renames in enumerate(STYLES):
+        students[f"style{index + 1}"] = (restyled(reference[0], renames), reference[1])
+    repeats = [name for name in cases if name not in ("reference",)]
+    index = 0
+    while len(students) < size:
+        name = repeats[index % len(repeats)]
+        students[f"{name}_again{index // len(repeats) + 1}"] = cases[name]
+        index += 1
+    return dict(list(students.items())[:size])
+
+
+def scratch_course(folder: Path, size: int) -> tuple[Path, dict[str, float]]:
+    course = make_course(folder / "course")
+    config = course / "nbgrader_config.py"
+    text = config.read_text()
+    for setting, value in (("CELL_TIMEOUT = ", 10), ("DESCRIBE_SECONDS = ", 90)):
+        text = re.sub(rf"^{setting}.*$", f"{setting}{value}", text, flags=re.M)
+    config.write_text(text)
+    released = nbformat.read(generate(course), as_version=4)
+    expected = {}
+    for student, (notebook, points) in class_of(released, size).items():
+        target = course / "submitted" / student / ASSIGNMENT
+        target.mkdir(parents=True)
+        nbformat.write(notebook, target / NOTEBOOK)
+        if student.startswith("careless"):
+            (target / "notes.txt").write_text("my notes")
+        expected[student] = float(sum(points.values()))
+    return course, expected
+
+
+def fresh_copy(course: Path, into: Path) -> Path:
+    """The course and the grader beside it, without grades, logs or a training cache."""
+    shutil.copytree(course.parent, into, ignore=shutil.ignore_patterns(
+        "autograded", "feedback", "gradebook.db", "logs", "cache", "__pycache__"))
+    return into / course.name
+
+
+def venv_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+@contextmanager
+def postgres(url: str | None):
+    """Yields a function that creates a database and returns its URL."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    if url:
+        server = make_url(url)
+
+        def create(name: str) -> str:
+            connection = psycopg2.connect(server.render_as_string(hide_password=False)
+                                          .replace("+psycopg2", ""))
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                cursor.execute(f'CREATE DATABASE "{name}"')
+            connection.close()
+            return server.set(database=name).render_as_string(hide_password=False)
+        yield create
+        return
+    import postgres as throwaway
+
+    generator = throwaway.postgres_server.__wrapped__()
+    folder = next(generator)
+    try:
+        def create(name: str) -> str:
+            connection = psycopg2.connect(dbname="postgres", user=throwaway.SUPERUSER,
+                                          host=str(folder))
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+            connection.close()
+            return f"postgresql+psycopg2://{throwaway.SUPERUSER}@/{name}?host={folder}"
+        yield create
+    finally:
+        next(generator, None)
+
+
+def generate_in(course: Path, env: dict[str, str]) -> None:
+    """`nbgrader generate_assignment` into the copy's own gradebook."""
+    generated = subprocess.run([str(Path(sys.executable).parent / "nbgrader"),
+                                "generate_assignment", ASSIGNMENT, "--force"], cwd=course,
+                               env=env, capture_output=True, text=True)
+    if generated.returncode != 0:
+        raise SystemExit(f"generate_assignment failed:\n{generated.stderr[-3000:]}")
+
+
+def sequential(course: Path) -> dict:
+    from cnn_grader.classrun import PHASES
+    from cnn_grader.gradebook import points
+
+    url = f"sqlite:///{course / 'gradebook.db'}"
+    generate_in(course, venv_env(NBGRADER_DB_URL=url))
+    start = time.perf_counter()
+    result = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "autograde",
+                             ASSIGNMENT], cwd=course, capture_output=True, text=True,
+                            env=venv_env(NBGRADER_DB_URL=url, CNN_GRADER_CACHE=""))
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"nbgrader autograde failed:\n{result.stderr[-20000:]}")
+    found = [m.groupdict() for m in PHASES.finditer(result.stderr)]
+    return {"wall_seconds": wall, "points": points(url, ASSIGNMENT),
+            **{f"{phase}_seconds": sum(float(m[phase]) for m in found if m[phase] != "nan")
+               for phase in ("kernel", "description", "checks")},
+            "cached": sum(int(m["cached"] or 0) for m in found),
+            "trained": sum(int(m["trained"] or 0) for m in found)}
+
+
+def parallel(course: Path, url: str, workers: int) -> dict:
+    import csv
+
+    from cnn_grader.gradebook import points
+
+    env = venv_env(NBGRADER_DB_URL=url)
+    generate_in(course, env)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "cnn_grader.classrun", "--course",
+                             str(course), "--workers", str(workers)], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    with open(course / "logs" / ASSIGNMENT / "classrun.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {"wall_seconds": wall, "returncode": result.returncode, "table": result.stdout,
+            "points": points(url, ASSIGNMENT),
+            **{f"{phase}_seconds": sum(float(r[phase]) for r in rows if r[phase] != "nan")
+               for phase in ("kernel", "description", "checks")},
+            "cached": sum(int(r["cached"]) for r in rows),
+            "trained": sum(int(r["trained"]) for r in rows),
+            "ungraded": [r["student"] for r in rows if r["graded"] != "True"]}
+
+
+def report(runs: dict, expected: dict[str, float]) -> str:
+    base = runs["sequential"]
+    lines = ["| run | wall | speed-up | kernel | description | checks | trainings run / "
+             "answered by the cache | grades equal to sequential |", "|---" * 7 + "|---|"]
+    for name, run in runs.items():
+        same = run["points"] == base["points"]
+        lines.append(
+            f"| {name} | {run['wall_seconds']:.0f} s | "
+            f"{base['wall_seconds'] / run['wall_seconds']:.2f} | {run['kernel_seconds']:.0f} s"
+            f" | {run['description_seconds']:.0f} s | {run['checks_seconds']:.0f} s | "
+            f"{run['trained']} / {run['cached']} | {'yes' if same else 'NO'} |")
+    wrong = {s: (p, base["points"].get(s)) for s, p in expected.items()
+             if base["points"].get(s) != p}
+    lines.append("")
+    lines.append(f"Students: {len(expected)}; sequential grades that differ from the "
+                 f"end-to-end test's expectations: {wrong or 'none'}.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "class-benchmark")
+    parser.add_argument("--db-url", help="a PostgreSQL server's URL (else a throwaway one)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cnn-class-") as scratch:
+        course, expected = scratch_course(Path(scratch) / "built", args.students)
+        runs = {"sequential": sequential(fresh_copy(course, Path(scratch) / "sequential"))}
+        print("sequential:", f"{runs['sequential']['wall_seconds']:.0f} s", flush=True)
+        with postgres(args.db_url) as create:
+            for workers in (1, 2):
+                copy_ = fresh_copy(course, Path(scratch) / f"workers{workers}")
+                runs[f"classrun, {workers} worker{'s' * (workers > 1)}"] = run = parallel(
+                    copy_, create(f"class_benchmark_{workers}"), workers)
+                print(f"{workers} worker(s):", f"{run['wall_seconds']:.0f} s", flush=True)
+    text = report(runs, expected)
+    (args.out / "results.json").write_text(json.dumps(
+        {"students": args.students, "machine": os.uname().nodename,
+         "cpus": os.cpu_count(), "profile": os.environ["CNN_COURSE_PROFILE"],
+         "expected": expected, "runs": runs}, indent=1))
+    (args.out / "results.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
