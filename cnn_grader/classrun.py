@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from cnn_grader import sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "grader"
 ASSIGNMENT = "assignment_cnn"
@@ -181,22 +183,15 @@ def _count_lines(path: Path) -> int:
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, to the child's whole process group."""
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGTERM:  # the leader is gone: make sure its group is too
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            return
+    """SIGTERM to the child's whole process group, then SIGKILL to what is left of it."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=3.0)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    sandbox.kill_group(process.pid)
 
 
 def _node_problems(require_gpu: bool) -> tuple[str, list[str]]:
@@ -226,19 +221,17 @@ def start_ray(address: str | None, workers: int):
             p for p in (site, os.environ.get("PYTHONPATH", "")) if p)
     import ray
 
-    options = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    for attempt in range(1, RAY_START_TRIES + 1):
+    where = {"address": address} if address else {"num_cpus": workers}
+    tries = 1 if address else RAY_START_TRIES
+    for attempt in range(1, tries + 1):
         try:
-            if address:
-                ray.init(address=address, **options)
-            else:
-                ray.init(num_cpus=workers, **options)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+                     **where)
             return ray
         except Exception as error:  # noqa: BLE001 (Ray raises a bare Exception on time-outs)
             ray.shutdown()
-            if attempt == RAY_START_TRIES or address:
+            if attempt == tries:
                 raise SystemExit(f"Ray did not start: {error}") from error
-    raise AssertionError("unreachable")
 
 
 def fan_out(ray, course: Path, assignment: str, students: list[str], workers: int,

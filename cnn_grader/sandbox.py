@@ -231,7 +231,7 @@ def _run(command: list[str], *, env: dict[str, str], cwd: Path | None, limits: L
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 timed_out = True
-        _kill_group(process.pid)  # leftovers too (a bwrap sandbox dies with bwrap)
+        kill_group(process.pid)  # leftovers too (a bwrap sandbox dies with bwrap)
         process.wait()
     output = tail.decode(errors="replace")[-OUTPUT_CHARS:]
     seconds = time.monotonic() - start
@@ -261,7 +261,8 @@ def _read_tail(process: subprocess.Popen, deadline: float) -> tuple[bytes, bool]
             del tail[:-_OUTPUT_BYTES]
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
+    """SIGKILL to process group ``pgid``, if it still exists."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
