@@ -8,10 +8,13 @@ lines and module classes left out), the grader's and the course package's source
 (``code_version``), the profile, the grading recipe, the seed, the device kind and
 torch's version. An entry that does not parse, belongs to another key, fails its
 checksum or holds implausible values is ignored (with a warning), and the result is
-computed and written again.
+computed and written again. ``claimed`` holds a lock per key while one process trains,
+so that workers that meet the same network at the same moment train it once.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -21,6 +24,7 @@ import os
 import tempfile
 from dataclasses import fields
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -188,3 +192,30 @@ def store(key: str, result: Result) -> None:
             raise
     except OSError as error:
         log.warning("training cache: could not write %s (%s)", folder / f"{key}.json", error)
+
+
+@contextlib.contextmanager
+def claimed(key: str) -> Iterator[Result | None]:
+    """``lookup(key)`` while holding the key's lock: yields the stored result, or None
+    and keeps the lock until the block ends, so the caller trains and ``store``s while
+    other processes asking for the same key wait, then read its entry.
+
+    The lock is ``flock`` on ``.<key>.lock`` in the cache folder: the kernel releases it
+    when its holder dies, so a killed worker's key is trained again by the next one.
+    Without a folder, or where the lock file cannot be opened, nothing is locked."""
+    folder = _folder()
+    handle = None
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / f".{key}.lock", "a")  # noqa: SIM115 (closed below)
+            os.chmod(handle.name, 0o666)  # other users' workers share the folder
+        except OSError as error:
+            log.warning("training cache: training %s unlocked (%s)", key[:12], error)
+    try:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield lookup(key)
+    finally:
+        if handle is not None:
+            handle.close()  # closing releases the lock

@@ -417,3 +417,68 @@ def test_the_info_line_counts_this_submissions_trainings_only(folder, monkeypatc
     line = next(r.getMessage() for r in caplog.records if "graded with profile" in r.getMessage())
     assert line.endswith("parts passed; training: 1 cached, 2 trained")
     assert INFO.search(line).groups() == ("1", "2")
+
+
+# ----------------------------------------------------------------------------- concurrency
+def test_workers_that_meet_one_network_at_once_train_it_once(folder, fits):
+    # kills: claimed() without the lock (both lookups miss and both train), a lock per
+    # process instead of per open file (threads would not exclude each other)
+    import threading
+
+    graph, start, results = small(Tiny), threading.Barrier(2), []
+
+    def worker():
+        start.wait()
+        results.append(checks.trained(VGG, graph, "ci"))
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(fits) == 1 and len(results) == 2 and results[0] == results[1]
+    assert len(entries(folder)) == 1
+
+
+def test_a_killed_trainers_lock_is_released(folder, tmp_path):
+    # kills: a lock that outlives its holder (a marker file instead of flock): after a
+    # worker is killed mid-training, the next one would wait for ever
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    held = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import os, pathlib, time\n"
+        "from cnn_grader import training_cache\n"
+        "with training_cache.claimed('k') as cached:\n"
+        f"    pathlib.Path({str(held)!r}).write_text(repr(cached))\n"
+        "    time.sleep(600)\n")], env={**os.environ, training_cache.ENV: str(folder)})
+    try:
+        for _ in range(600):
+            if held.exists() or holder.poll() is not None:
+                break
+            threading.Event().wait(0.1)
+        assert held.read_text() == "None", "the holder did not claim the key"
+        waited = []
+        waiter = threading.Thread(target=lambda: waited.append(
+            training_cache.claimed("k").__enter__()))
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive(), "a second claim of a held key did not wait"
+        holder.kill()
+        waiter.join(timeout=30)
+        assert waited == [None], "the key stayed locked after its holder was killed"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_unlockable_folder_still_trains(tmp_path, monkeypatch, fits, caplog):
+    # kills: a lock failure that stops grading (a read-only cache folder)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv(training_cache.ENV, str(blocked))
+    with caplog.at_level(logging.WARNING, logger=training_cache.log.name):
+        checks.trained(VGG, small(Tiny), "ci")
+    assert len(fits) == 1 and "unlocked" in caplog.text

@@ -25,7 +25,7 @@ from cnn_grader.netgraph.analysis import MAX_POOLS
 from cnn_grader.netgraph.words import short_class
 from cnn_grader import training_cache
 
-from .recipes import grading_recipe
+from .recipes import GradingRecipe, grading_recipe
 from cnn_grader.paper import Layer, ModelSpec
 
 REQUIRE_GPU_ENV = "CNN_GRADER_REQUIRE_GPU"
@@ -352,9 +352,17 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     plan = grading_recipe(spec.key, profile)
     device = torch.device("cuda" if cuda else "cpu")
     key = training_cache.key(small, spec.key, profile, plan, seed, device.type)
-    cached = training_cache.lookup(key)
-    if cached is not None:
-        return cached
+    with training_cache.claimed(key) as cached:
+        if cached is not None:
+            return cached
+        result = _train(spec, small, plan, profile, seed, device)
+        training_cache.store(key, result)
+    return result
+
+
+def _train(spec: ModelSpec, small: Graph, plan: GradingRecipe, profile: str,
+           seed: int | None, device: torch.device) -> tuple[float, float, float, float]:
+    """One training run of ``trained``: (loss before, after, test accuracy, seconds)."""
     recipe = plan.recipe if seed is None else type(plan.recipe)(
         **{**plan.recipe.__dict__, "seed": seed})
     prof = get_profile(profile)
@@ -372,10 +380,8 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
         fail(f"training {spec.class_name} with the grader's recipe raised "
              f"{type(error).__name__}: {error}")
     seconds = time.perf_counter() - start
-    result = (before, _mean_loss(net, train, recipe.image_size, device), history.test_acc[-1],
-              seconds)
-    training_cache.store(key, result)
-    return result
+    return (before, _mean_loss(net, train, recipe.image_size, device), history.test_acc[-1],
+            seconds)
 
 
 CPU_NOTE = ("on a CPU (profile {profile}) this part checks that {name} computes the paper's "
