@@ -227,9 +227,9 @@ def test_validate_passes_a_completed_exercise(student_lab, student_page):
     print(f"Validate (exercise 1, completed): {seconds:.0f} s")
 
 
-def press(page, link, success: str) -> float:
+def press(page, link, success: str) -> tuple[float, str]:
     """Click a Formgrader button, wait for its report, check that it says ``success`` and
-    close it; return the seconds it took."""
+    close it; return the seconds it took and the report's text."""
     from selenium.webdriver.common.by import By
 
     def reports():
@@ -239,7 +239,8 @@ def press(page, link, success: str) -> float:
     link.click()
     report = wait_for(reports, RUN_SECONDS, f"the report after pressing {success!r}")[0]
     seconds = time.monotonic() - start
-    assert success in report.text, report.text
+    text = report.get_attribute("textContent")  # all of it, the log's scrolled part too
+    assert success in text, text
 
     def closed() -> bool:
         """Press the report's close button again while it shows: on a busy machine a
@@ -254,7 +255,7 @@ def press(page, link, success: str) -> float:
                 pass
         return not shown
     wait_for(closed, 30, "the report to close", poll=2.0)
-    return seconds
+    return seconds, text
 
 
 def test_formgrader_manages_the_course_and_autogrades(lab, page):
@@ -280,7 +281,7 @@ def test_formgrader_manages_the_course_and_autogrades(lab, page):
                     "the assignment list")[0]
     assert name.text == ASSIGNMENT
     assert not page.find_elements(By.CSS_SELECTOR, "#warning-exchange, #warning-course-id")
-    generating = press(page, page.find_element(By.CSS_SELECTOR, "#main-table td.assign a"),
+    generating, _ = press(page, page.find_element(By.CSS_SELECTOR, "#main-table td.assign a"),
                        f"Successfully created the student version of '{ASSIGNMENT}'")
     assert (course / "release" / ASSIGNMENT / NOTEBOOK).exists()
     press(page, wait_for(lambda: page.find_elements(By.CSS_SELECTOR, "#main-table td.release a"),
@@ -297,8 +298,11 @@ def test_formgrader_manages_the_course_and_autogrades(lab, page):
     row = wait_for(student_row, 60, "ada's submission")[0]
     assert "needs autograding" in row.text
     assert row.find_element(By.CSS_SELECTOR, "td.score").text == ""
-    grading = press(page, row.find_element(By.CSS_SELECTOR, "td.autograde a"),
-                    f"Successfully autograded '{ASSIGNMENT}' for student 'ada'")
+    grading, report = press(page, row.find_element(By.CSS_SELECTOR, "td.autograde a"),
+                            f"Successfully autograded '{ASSIGNMENT}' for student 'ada'")
+    # The instructor's report: INFO lines, among them the phases and the points; no DEBUG.
+    assert "[DEBUG]" not in report and len(report) < 8000, report
+    assert re.search(r"graded with profile ci: kernel [\d.]+ s and description", report), report
     row = wait_for(lambda: [r for r in student_row() if "needs autograding" not in r.text],
                    30, "the graded submission")[0]
     assert row.find_element(By.CSS_SELECTOR, "td.status").text == "graded"
