@@ -7,6 +7,7 @@ this package) and the documentation (grader/CHECKS.md, grader/README.md).
 Imports point downward only:
 
 - ``paper``: the papers' layer tables (AlexNet, VGG16); imports nothing of the grader.
+- ``environment``: the environment variables the grader reads, and the venv on PATH.
 - ``sandbox``, ``unreadable``, ``preflight``: bubblewrap, unreadable submissions, the
   checks before grading.
 - ``netgraph``: the description of a network as data, its rebuild and analysis (uses
@@ -16,6 +17,7 @@ Imports point downward only:
 - ``training_cache``: the accuracy part's trainings, keyed by the rebuilt computation.
 - ``course_preprocessors``, ``sandboxed_kernel``: the nbgrader side.
 - ``gradebook``: the gradebook's URL, and what must be in it before parallel grading.
+- ``app_logging``: nbgrader's applications log at INFO (the Formgrader's reports).
 - ``classrun``: a whole class on Ray, one ``nbgrader autograde`` per student (uses
   ``gradebook``, ``preflight``, ``unreadable``; ``ray_site`` holds a stand-in for Ray's
   own processes).

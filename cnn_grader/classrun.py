@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from cnn_grader import sandbox
+from cnn_grader.environment import gpu_required, venv_first
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "grader"
@@ -372,7 +373,7 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
     if unknown:
         raise SystemExit(f"no submission of {assignment} for: {', '.join(unknown)} "
                          f"(looked in {course / 'submitted'})")
-    require_gpu = os.environ.get("CNN_GRADER_REQUIRE_GPU", "") not in ("", "0")
+    require_gpu = gpu_required()
     message = refusal(require_gpu)
     if message:
         raise SystemExit(message)
@@ -395,7 +396,7 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         gpus = gpus_per_student if gpus_per_student is not None else (0.5 if has_gpu else 0)
         env = {"NBGRADER_DB_URL": url,
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+               "PATH": venv_first(os.environ.get("PATH", ""))}
         run.outcomes, run.interrupted = fan_out(ray, course, assignment, todo, workers, env,
                                                 gpus=gpus, progress=progress)
     finally:

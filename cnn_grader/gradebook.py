@@ -9,13 +9,14 @@ both once, before the workers start, so that they only add their own submissions
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.engine import make_url
+
+from cnn_grader.environment import venv_first
 
 # SQLAlchemy 2.1 reads a URL without a driver, postgresql://, as psycopg 3; the course
 # installs psycopg2 (requirements-instructor.txt).
@@ -47,7 +48,7 @@ def concurrency_problem(url: str, workers: int) -> str | None:
 def _interpreter_first_on_path() -> Iterator[None]:
     """nbgrader runs ``alembic`` from PATH when it creates a database: this venv's first."""
     saved = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{saved}"
+    os.environ["PATH"] = venv_first(saved)
     try:
         yield
     finally:

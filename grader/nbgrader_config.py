@@ -21,7 +21,10 @@ os.environ.setdefault("CNN_GRADER_CACHE", str(HERE / "cache"))
 # True: refuse to autograde without a CUDA GPU (accuracy is then always graded with the
 # `full` profile). False: without a GPU the accuracy parts use the cpu profile (or the one
 # CNN_COURSE_PROFILE names) and the feedback says which profile graded.
-REQUIRE_GPU = os.environ.get("CNN_GRADER_REQUIRE_GPU", "") not in ("", "0")
+sys.path.insert(0, str(ROOT))
+from cnn_grader.environment import gpu_required  # noqa: E402
+
+REQUIRE_GPU = gpu_required()
 
 # Time limits: about 5 times what the reference notebook needs, plus start-up (measured
 # in grader/CHECKS.md, "Time limits"). The kernel only shows students their own outputs,

@@ -41,6 +41,8 @@ import nbformat  # noqa: E402
 
 from generate_assignment import ASSIGNMENT, NOTEBOOK, generate, make_course  # noqa: E402
 
+from cnn_grader.environment import venv_first  # noqa: E402
+
 STYLES = [  # other spellings of the reference: the same computation
     {"self.features": "self.body", "self.classifier": "self.head"},
     {"self.features": "self.convs", "self.avgpool": "self.pool"},
@@ -111,7 +113,7 @@ def fresh_copy(course: Path, into: Path) -> Path:
 
 def venv_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, **extra}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PATH"] = venv_first(env["PATH"])
     return env
 
 

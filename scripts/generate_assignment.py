@@ -24,6 +24,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from cnn_grader.environment import venv_first  # noqa: E402
+
 GRADER = ROOT / "grader"
 ASSIGNMENT = "assignment_cnn"
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
@@ -36,7 +39,7 @@ NBVAL_MARKERS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_CHECK_OUTPUT", "# NBVAL_SKIP"
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     """Run nbgrader in ``course`` with this interpreter's bin folder first on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    env = {**os.environ, "PATH": venv_first(os.environ["PATH"]),
            "NBGRADER_DB_URL": f"sqlite:///{course / 'gradebook.db'}"}
     return subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=course,
                           env=env, capture_output=True, text=True, check=False)

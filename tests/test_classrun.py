@@ -15,6 +15,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from cnn_grader import classrun
+from cnn_grader.environment import venv_first
 from cnn_grader.classrun import ClassRun, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def make_course(folder: Path, plans: dict[str, str], url: str | None = None) -> 
 @pytest.fixture(autouse=True)
 def venv_first_on_path(monkeypatch):
     """nbgrader creates a gradebook with the venv's ``alembic``, from PATH."""
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", venv_first(os.environ["PATH"]))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 `CI=true`) a missing system dependency fails the run instead of skipping tests."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess

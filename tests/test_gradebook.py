@@ -16,6 +16,7 @@ import pytest
 from nbgrader.api import Gradebook
 from sqlalchemy import inspect
 
+from cnn_grader.environment import venv_first
 from cnn_grader.gradebook import concurrency_problem, gradebook_url, points, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ def course(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Path:
     no driver: postgresql://)."""
     course = make_course(tmp_path_factory.mktemp("postgres") / "course")
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    env = {**os.environ, "PATH": venv_first(os.environ["PATH"]),
            "NBGRADER_DB_URL": postgres_url.replace("postgresql+psycopg2://", "postgresql://")}
     result = subprocess.run([str(bin_dir / "nbgrader"), "generate_assignment", ASSIGNMENT,
                              "--force"], cwd=course, env=env, capture_output=True, text=True,

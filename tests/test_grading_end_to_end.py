@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from generate_assignment import ASSIGNMENT, NOTEBOOK, generate, make_course, nbgrader  # noqa: E402
 
+from cnn_grader.environment import venv_first  # noqa: E402
+
 MASTER = ROOT / "solutions" / NOTEBOOK
 CELL_TIMEOUT = 10  # seconds a cell may run in this test's kernel
 DESCRIBE_SECONDS = 90  # seconds the sandbox may take to describe a submission here
@@ -382,7 +384,7 @@ def test_a_class_graded_in_parallel_gets_the_sequential_grades(course, postgres_
         "autograded", "feedback", "gradebook.db", "logs", "grades.csv", "__pycache__"))
     parallel = copy_root / folder.name
     env = {**os.environ, "NBGRADER_DB_URL": postgres_url,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+           "PATH": venv_first(os.environ["PATH"])}
     generated = subprocess.run([str(Path(sys.executable).parent / "nbgrader"),
                                 "generate_assignment", ASSIGNMENT, "--force"], cwd=parallel,
                                env=env, capture_output=True, text=True, check=False)

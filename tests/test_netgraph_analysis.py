@@ -13,7 +13,7 @@ from torch import nn
 from cnn_grader.describe_child import describe_config
 from cnn_grader.hidden_checks.reference import load_reference
 from cnn_grader.netgraph import analysis
-from cnn_grader.netgraph.description import DescriptionError, Graph, load_graph
+from cnn_grader.netgraph.description import Graph, load_graph
 
 REF = load_reference()
 AlexNetRef, VGG16Ref = REF["alexnet"], REF["vgg16"]

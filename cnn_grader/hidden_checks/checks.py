@@ -7,7 +7,6 @@ The pytest module ``test_parts.py`` calls them; ``runner.py`` runs that module.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 
@@ -24,11 +23,11 @@ from cnn_grader.netgraph.rebuild import NotRebuildable, Rebuilt
 from cnn_grader.netgraph.analysis import MAX_POOLS
 from cnn_grader.netgraph.words import short_class
 from cnn_grader import training_cache
+from cnn_grader.environment import REQUIRE_GPU_ENV, gpu_required
 
 from .recipes import GradingRecipe, grading_recipe
 from cnn_grader.paper import Layer, ModelSpec
 
-REQUIRE_GPU_ENV = "CNN_GRADER_REQUIRE_GPU"
 TRAIN_IMAGES, MIN_DECREASE = 8, 0.01  # trainable: batch size, relative loss drop
 MIN_TRAINING_DECREASE = 0.002  # accuracy on a CPU: relative drop of the training loss
 STEP_LENGTHS = (1.0, 0.3, 0.1)  # trainable: step lengths (parameter-space L2) tried
@@ -345,7 +344,7 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     included, from the training cache (``cnn_grader.training_cache``, where one is set).
     """
     cuda = torch.cuda.is_available()
-    if os.environ.get(REQUIRE_GPU_ENV, "").strip() not in ("", "0") and not cuda:
+    if gpu_required() and not cuda:
         raise RuntimeError(f"{REQUIRE_GPU_ENV} is set but no CUDA GPU is visible")
     if profile == "full" and not cuda:
         raise RuntimeError("the full grading profile needs a CUDA GPU")
