@@ -3,7 +3,7 @@
 CLEAN_EXTRA := build
 include scripts/student/Makefile
 
-.PHONY: test bundle benchmark grade
+.PHONY: test bundle benchmark grade mutation
 
 # Test-only packages (requirements-dev.txt, which includes the instructors'), on top of
 # the course's.
@@ -39,6 +39,14 @@ test: data $(DEV_STAMP)
 WORKERS ?= 1
 grade: data $(INSTRUCTOR_STAMP)
 	$(BIN)/python -m cnn_grader.classrun --workers $(WORKERS) $(GRADE_ARGS)
+
+# Mutation testing of the grader's rules on a seeded random sample of mutmut's mutants
+# (scripts/mutation_sample.py; SAMPLE=0 runs all of them, days on 2 cores). Not part of
+# `make test`; grader/CHECKS.md records the runs.
+SAMPLE ?= 60
+SEED ?= 1
+mutation: $(DEV_STAMP)
+	$(BIN)/python scripts/mutation_sample.py --sample $(SAMPLE) --seed $(SEED)
 
 bundle: $(STAMP)
 	$(BIN)/python scripts/build_student_bundle.py build/student
