@@ -174,3 +174,24 @@ def test_a_crash_inside_a_check_is_the_graders_error(monkeypatch):
     monkeypatch.setattr(checks, "trainable", broken)
     with pytest.raises(GraderError, match="a bug in the grader"):
         run_checks(submission_of(Always1000))
+
+
+def test_the_graders_weights_are_drawn_once_and_never_shared():
+    # kills: reinit handing out the cached tensors themselves (a part that trains would
+    # change the next part's starting weights), a cache keyed without the seed or shapes
+    _paper, small = graphs(REF["alexnet"])
+    first = checks.rebuilt(small)
+    start = {name: w.detach().clone() for name, w in first.named_graph_parameters()}
+    with torch.no_grad():
+        for _name, w in first.named_graph_parameters():
+            w.add_(1.0)  # what a training step does to the rebuilt network
+    again = dict(checks.rebuilt(small).named_graph_parameters())
+    assert all(torch.equal(again[name], value) for name, value in start.items())
+    other_seed = dict(checks.rebuilt(small, seed=1).named_graph_parameters())
+    shapes = {name: value.dim() for name, value in start.items()}
+    conv = next(name for name, dim in shapes.items() if dim == 4)
+    linear = next(name for name, dim in shapes.items() if dim == 2)
+    bias = next(name for name, dim in shapes.items() if dim == 1)
+    assert not torch.equal(other_seed[conv], start[conv])
+    assert torch.equal(other_seed[bias], torch.zeros_like(start[bias]))
+    assert start[linear].std().item() == pytest.approx(0.01, rel=0.05)
