@@ -3,7 +3,7 @@
 CLEAN_EXTRA := build
 include scripts/student/Makefile
 
-.PHONY: test bundle benchmark grade mutation
+.PHONY: test test-integration check bundle benchmark grade mutation
 
 # Test-only packages (requirements-dev.txt, which includes the instructors'), on top of
 # the course's.
@@ -18,20 +18,33 @@ $(INSTRUCTOR_STAMP): requirements-instructor.txt $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-instructor.txt
 	touch $(INSTRUCTOR_STAMP)
 
-# The whole suite on the committed subset: unit tests, every lecture and solution
-# notebook under nbval, the grader end to end, and the course in a browser. Two workers
-# (pytest-xdist), each module and notebook whole on one of them (tests/conftest.py).
-# coverage.py starts in every Python process of the run (COVERAGE_PROCESS_START) and
-# measures the grader's rule modules only (.coveragerc); the report ends the run.
+# The suite runs on the committed subset, on two pytest-xdist workers, each module and
+# notebook whole on one of them (tests/conftest.py). Two tiers:
+# - `make test`: unit tests, every lecture and solution notebook under nbval, the rules,
+#   the fairness corpus and `make lab` (README.md gives its time). coverage.py starts in
+#   every Python process of the run (COVERAGE_PROCESS_START) and measures the grader's
+#   rule modules only (.coveragerc); the report ends the run.
+# - `make test-integration`: whole systems at work (tests marked `integration`): nbgrader
+#   end to end, a class on Ray with a PostgreSQL gradebook, JupyterLab in Chromium.
+# `make check` runs both, as CI does (.ci/run).
+PYTEST = CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest -n 2 \
+  --dist loadscope --no-loadscope-reorder
+NEEDS_BWRAP = command -v bwrap >/dev/null || { echo "the tests grade submissions in the grader's sandbox: install it with 'sudo apt-get install bubblewrap'"; exit 1; }
+
 test: data $(DEV_STAMP)
-	@command -v bwrap >/dev/null || { echo "make test grades submissions in the grader's sandbox: install it with 'sudo apt-get install bubblewrap'"; exit 1; }
+	@$(NEEDS_BWRAP)
 	rm -rf build/coverage && mkdir -p build/coverage
 	COVERAGE_PROCESS_START=$(CURDIR)/.coveragerc COVERAGE_FILE=$(CURDIR)/build/coverage/data \
-	CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder \
-	  tests --nbval --nbval-current-env lectures solutions
+	  $(PYTEST) -m "not integration" tests --nbval --nbval-current-env lectures solutions
 	@echo "Branch coverage of the grader's rule modules (the tests' worker processes):"
 	@export COVERAGE_FILE=$(CURDIR)/build/coverage/data; \
 	  $(BIN)/coverage combine -q --rcfile=.coveragerc && $(BIN)/coverage report --rcfile=.coveragerc
+
+test-integration: data $(DEV_STAMP)
+	@$(NEEDS_BWRAP)
+	$(PYTEST) -m integration tests
+
+check: test test-integration
 
 # Grade every submission in grader/submitted/ that is not graded yet, WORKERS students at
 # a time, on Ray (README.md, "Grading a class"; more than one worker needs a PostgreSQL

@@ -90,21 +90,27 @@ def strip_test_markers(text: str) -> str:
     return out.getvalue()
 
 
+def student_version() -> str:
+    """The student version of the current master: nbgrader's release, without the nbval
+    markers (generated in a scratch copy of the course)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        released = generate(make_course(Path(scratch) / "course"))
+        return strip_test_markers(released.read_text(encoding="utf-8"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare with assignments/")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        released = generate(make_course(Path(scratch) / "course"))
-        text = strip_test_markers(released.read_text(encoding="utf-8"))
-        if args.check:
-            if not STUDENT_COPY.exists() or STUDENT_COPY.read_text(encoding="utf-8") != text:
-                print(f"{STUDENT_COPY} is stale: run `python scripts/generate_assignment.py`")
-                return 1
-            print(f"{STUDENT_COPY} is up to date")
-            return 0
-        STUDENT_COPY.write_text(text, encoding="utf-8")
-        print(f"wrote {STUDENT_COPY}")
+    text = student_version()
+    if args.check:
+        if not STUDENT_COPY.exists() or STUDENT_COPY.read_text(encoding="utf-8") != text:
+            print(f"{STUDENT_COPY} is stale: run `python scripts/generate_assignment.py`")
+            return 1
+        print(f"{STUDENT_COPY} is up to date")
+        return 0
+    STUDENT_COPY.write_text(text, encoding="utf-8")
+    print(f"wrote {STUDENT_COPY}")
     return 0
 
 

@@ -16,11 +16,11 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 pytest_plugins = ["postgres"]  # postgres_url: a PostgreSQL database (tests/postgres.py)
 
 
-# The longest modules first: `make test` runs pytest-xdist with two workers and
+# The longest modules first: the Makefile runs pytest-xdist with two workers and
 # `--dist loadscope --no-loadscope-reorder`, so the end-to-end grading (minutes, much of it
-# waiting for time limits) and the browser tests start at once on the two workers while
-# the rest of the suite fills in around them.
-FIRST = ("tests/test_grading_end_to_end.py", "tests/test_browser.py")
+# waiting for time limits) and the browser tests (`make test-integration`), or the
+# fairness corpus (`make test`), start at once while the rest fills in around them.
+FIRST = ("tests/test_grading_end_to_end.py", "tests/test_browser.py", "tests/test_fair_grading.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from generate_assignment import ASSIGNMENT, NOTEBOOK, make_course  # noqa: E402
 
+pytestmark = pytest.mark.integration  # make test-integration
+
 LECTURE = "lectures/04_naive_convnet.ipynb"
 EXERCISE = "exercise_01_conv2d.ipynb"
 MASTER = nbformat.read(ROOT / "solutions" / NOTEBOOK, as_version=4)

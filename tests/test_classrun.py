@@ -21,7 +21,7 @@ from cnn_grader.classrun import ClassRun, Outcome
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT / "tests" / "fakes" / "fake_autograde.py"
 ASSIGNMENT = classrun.ASSIGNMENT
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def make_course(folder: Path, plans: dict[str, str], url: str | None = None) -> Path:

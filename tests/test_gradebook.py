@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from generate_assignment import ASSIGNMENT, NOTEBOOK, make_course  # noqa: E402
 
+pytestmark = pytest.mark.integration  # make test-integration
+
 WORKERS = 8
 
 

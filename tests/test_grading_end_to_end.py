@@ -17,6 +17,8 @@ from generate_assignment import ASSIGNMENT, NOTEBOOK, generate, make_course, nbg
 
 from cnn_grader.environment import venv_first  # noqa: E402
 
+pytestmark = pytest.mark.integration  # make test-integration
+
 MASTER = ROOT / "solutions" / NOTEBOOK
 CELL_TIMEOUT = 10  # seconds a cell may run in this test's kernel
 DESCRIBE_SECONDS = 90  # seconds the sandbox may take to describe a submission here
