@@ -51,7 +51,7 @@ from cnn_grader.course_preprocessors import (  # noqa: E402
     ClearRunMetadata, DropMasterOnlyCells, DropTestMarkers, GradeOutsideKernel, Preflight,
     RestoreDeletedTests, SandboxedExecute, ShortenErrors, StartDescribing,
 )
-from cnn_grader.app_logging import logging_config  # noqa: E402
+from cnn_grader.app_logging import quiet_server_log  # noqa: E402
 from cnn_grader.describe import visible_paths as kernel_visible_paths  # noqa: E402
 from cnn_grader.gradebook import gradebook_url  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
@@ -75,8 +75,9 @@ c.CourseDirectory.db_url = GRADEBOOK_URL
 # The exchange (the Formgrader's Release and Collect) is a folder of the course, so that no
 # system folder is needed; its contents are git-ignored (exchange/README.md says more).
 c.Exchange.root = str(HERE / "exchange")
-# The Formgrader's reports (and every log) at INFO, DEBUG only when the command line asks.
-c.NbGrader.logging_config = logging_config(sys.argv)
+# The Formgrader's reports at INFO, without DEBUG lines (unless the server was started
+# with --debug): cnn_grader/app_logging.py says why.
+quiet_server_log(sys.argv)
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 # Notes about the master's own stored run and nbval's markers never reach students.
