@@ -22,9 +22,9 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -209,9 +209,11 @@ def claimed(key: str) -> Iterator[Result | None]:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             handle = open(folder / f".{key}.lock", "a")  # noqa: SIM115 (closed below)
-            os.chmod(handle.name, 0o666)  # other users' workers share the folder
         except OSError as error:
             log.warning("training cache: training %s unlocked (%s)", key[:12], error)
+        else:
+            with contextlib.suppress(OSError):  # another user's file: theirs to share
+                os.chmod(handle.name, 0o666)  # other users' workers share the folder
     try:
         if handle is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
