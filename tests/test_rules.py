@@ -306,3 +306,23 @@ def test_in_place_dropout_follows_the_rebuilt_networks_mode():
         paper = checks.rebuilt(graph(AlexNetRef)).eval()
         torch.testing.assert_close(ours(x), paper(x))
         assert not torch.equal(ours.train()(x), ours.train()(x))  # and drops in training
+
+
+def test_a_log_softmax_after_the_last_layer_passes_the_gate(monkeypatch):
+    # kills: the last layer's tail rule without its optional log-softmax (a mutmut survivor
+    # of the rule tests alone; the fairness corpus has it too)
+    cls = variant("LogSoftmax", forward=lambda self, x: F.log_softmax(
+        AlexNetRef.forward(self, x), dim=1))
+    found = outcomes(cls, monkeypatch)
+    assert found["parameters"] is None and found["accuracy"] is None, found
+
+
+@pytest.mark.parametrize("count, cut", [(3, False), (4, True)])
+def test_a_message_names_at_most_three_modules_then_dots(count, cut):
+    # kills: the "; ..." cut at three owners instead of after them (a mutmut survivor)
+    class Source:
+        def module_class(self, path):
+            return None
+    text = checks._owners([f"extra{i}.weight" for i in range(count)], Source())
+    assert text.count("self.extra") == min(count, 3)
+    assert text.endswith("; ...") is cut
