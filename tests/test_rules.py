@@ -326,3 +326,15 @@ def test_a_message_names_at_most_three_modules_then_dots(count, cut):
     text = checks._owners([f"extra{i}.weight" for i in range(count)], Source())
     assert text.count("self.extra") == min(count, 3)
     assert text.endswith("; ...") is cut
+
+
+def test_a_path_from_a_hidden_layer_straight_to_the_output_needs_its_relu_too():
+    # kills: the message's target words for a path that ends at the output, not at a layer
+    # (a mutmut survivor): fc2's output added to the logits without its ReLU (copied
+    # first: the reference's ReLU works in place)
+    def forward(self, x):
+        hidden = self.classifier[:5](head(self, x))
+        skip = hidden[:, :self.classifier[6].out_features] * 1.0
+        return self.classifier[5:](hidden) + skip
+    problem = analysis.nonlinearity_problem(paper_graph(variant("SkipToOutput", forward=forward)))
+    assert problem and "fc2's output reaches the output without a ReLU" in problem, problem
