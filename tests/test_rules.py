@@ -338,3 +338,14 @@ def test_a_path_from_a_hidden_layer_straight_to_the_output_needs_its_relu_too():
         return self.classifier[5:](hidden) + skip
     problem = analysis.nonlinearity_problem(paper_graph(variant("SkipToOutput", forward=forward)))
     assert problem and "fc2's output reaches the output without a ReLU" in problem, problem
+
+
+def test_ceil_mode_pools_whose_windows_fit_pass_the_paper_comparison():
+    # kills: the comparison with the paper without the pools' input sides (a mutmut
+    # survivor: every AlexNet pool in ceil mode, whose windows fit at 227, crashed it)
+    def ceil_pools(self):
+        for index, module in enumerate(self.features):
+            if isinstance(module, nn.MaxPool2d):
+                self.features[index] = nn.MaxPool2d(3, 2, ceil_mode=True)
+    assert analysis.paper_problem(paper_graph(variant("CeilPools", change=ceil_pools)),
+                                  "alexnet") is None
