@@ -372,3 +372,12 @@ def test_the_paper_comparison_reads_paddings_and_names_stray_operations(forward,
     problem = analysis.paper_problem(paper_graph(variant(f"Paper{forward.__name__}",
                                                          forward=forward)), "alexnet")
     assert (problem is None) if words is None else (problem and words in problem), problem
+
+
+def test_a_wrong_output_shape_is_explained(monkeypatch):
+    # kills: the logits part failing without its message (a mutmut survivor of the sample)
+    found = outcomes(variant("TenOutputs", forward=lambda self, x: AlexNetRef.forward(
+        self, x)[:, :10]), monkeypatch)
+    assert "gave an output of shape (1, 10) for a batch of 1 images" in (found["logits"] or ""), \
+        found
+    assert "end with nn.Linear(4096, num_classes)" in found["logits"]
