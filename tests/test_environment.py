@@ -84,14 +84,14 @@ def test_ci_run_fails_when_apt_installs_nothing(tmp_path):
     assert "bwrap chromium chromedriver" in result.stderr
 
 
-def test_ci_run_installs_then_runs_make_test_with_ci_true(tmp_path):
+def test_ci_run_installs_then_runs_both_test_tiers_with_ci_true(tmp_path):
     install = ('[ "$1" = install ] || exit 0\n'  # puts the three programs next to itself
                'for p in bwrap chromium chromedriver; do\n'
                '  printf "#!/bin/bash\\n" > "$(dirname "$0")/$p"; chmod +x "$(dirname "$0")/$p"\n'
                'done')
     result, made = ci_run(tmp_path, install)
     assert result.returncode == 0, result.stderr
-    assert made == "make test CI=true\n"
+    assert made == "make test CI=true\nmake test-integration CI=true\n"
     result, made = ci_run(tmp_path / "again", install, env={"CI": "1"})  # a CI's own value stays
     assert result.returncode == 0, result.stderr
-    assert made == "make test CI=1\n"
+    assert made == "make test CI=1\nmake test-integration CI=1\n"
