@@ -17,7 +17,7 @@ Imports point downward only:
 - ``training_cache``: the accuracy part's trainings, keyed by the rebuilt computation.
 - ``course_preprocessors``, ``sandboxed_kernel``: the nbgrader side.
 - ``gradebook``: the gradebook's URL, and what must be in it before parallel grading.
-- ``app_logging``: nbgrader's applications log at INFO (the Formgrader's reports).
+- ``app_logging``: the Formgrader's reports without DEBUG lines (a filter in the server).
 - ``classrun``: a whole class on Ray, one ``nbgrader autograde`` per student (uses
   ``gradebook``, ``preflight``, ``unreadable``; ``ray_site`` holds a stand-in for Ray's
   own processes).

@@ -12,6 +12,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # The grader's code is the package cnn_grader at the repository's root.
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+from cnn_grader.environment import gpu_required  # noqa: E402
 
 # Training cache: the accuracy part's training results, by the computation trained
 # (grader/CHECKS.md, "Training cache"); CNN_GRADER_CACHE may name another folder, e.g. one
@@ -21,9 +23,6 @@ os.environ.setdefault("CNN_GRADER_CACHE", str(HERE / "cache"))
 # True: refuse to autograde without a CUDA GPU (accuracy is then always graded with the
 # `full` profile). False: without a GPU the accuracy parts use the cpu profile (or the one
 # CNN_COURSE_PROFILE names) and the feedback says which profile graded.
-sys.path.insert(0, str(ROOT))
-from cnn_grader.environment import gpu_required  # noqa: E402
-
 REQUIRE_GPU = gpu_required()
 
 # Time limits: about 5 times what the reference notebook needs, plus start-up (measured
@@ -34,7 +33,6 @@ CELL_TIMEOUT = 30
 DESCRIBE_SECONDS = 120.0
 
 if "autograde" in sys.argv[1:2]:
-    sys.path.insert(0, str(ROOT))
     from cnn_grader.preflight import refusal  # noqa: E402
 
     message = refusal(REQUIRE_GPU)
@@ -46,7 +44,6 @@ if "autograde" in sys.argv[1:2]:
         print(f"[nbgrader_config] {path} is not a readable notebook: kept as "
               f"{path.name}.unreadable, a stand-in that says so is graded", file=sys.stderr)
 
-sys.path.insert(0, str(ROOT))
 from cnn_grader.course_preprocessors import (  # noqa: E402
     ClearRunMetadata, DropMasterOnlyCells, DropTestMarkers, GradeOutsideKernel, Preflight,
     RestoreDeletedTests, SandboxedExecute, ShortenErrors, StartDescribing,
