@@ -7,9 +7,13 @@
 # Preparation on the instructor machine, in the repository root (data/ is git-ignored):
 #   mkdir -p data/gz && cp /usr/share/datasets/fashion-mnist/*.gz data/gz/
 # Then on the GPU machine, with data/gz carried along:
-#   bash scripts/gpu_session.sh [calibrate] [benchmark]      (default: both)
-# About 8 minutes of calibration and 1 of benchmark on one H100 (estimated from
-# docs/CALIBRATION.md: 7 AlexNet runs of 5 epochs, 4 VGG16 runs of 4 epochs).
+#   bash scripts/gpu_session.sh [STEP ...]      (default: every step, in this order)
+# Steps, sized so that a 15-minute device lease can run them in two calls:
+#   alexnet    calibration of AlexNet: 7 runs of 5 epochs (about 2.5 min on an H100)
+#   share      1, 2 and 4 AlexNet trainings at once on one GPU (about 1 min)
+#   benchmark  the course pipeline against the textbook one (about 1 min)
+#   vgg16      calibration of VGG16: 4 runs of 4 epochs (about 7 min on an H100)
+# (estimated from docs/CALIBRATION.md's epoch times).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-build/gpu_session}"
@@ -18,10 +22,10 @@ mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export CNN_COURSE_PROFILE=full
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(calibrate benchmark)
+[ ${#steps[@]} -gt 0 ] || steps=(alexnet share benchmark vgg16)
 for step in "${steps[@]}"; do
-  case "$step" in calibrate|benchmark) ;; *)
-    echo "unknown step '$step' (valid: calibrate, benchmark)"; exit 2 ;;
+  case "$step" in alexnet|share|benchmark|vgg16) ;; *)
+    echo "unknown step '$step' (valid: alexnet, share, benchmark, vgg16)"; exit 2 ;;
   esac
 done
 
@@ -34,9 +38,12 @@ done
 status=0
 for step in "${steps[@]}"; do
   case "$step" in
-    calibrate)
-      timeout 510 "$python" -m cnn_grader.hidden_checks.calibrate --profile full \
-        | tee "$out/calibration.md" || status=1 ;;
+    alexnet|vgg16)
+      timeout "${CALIBRATE_TIMEOUT:-510}" "$python" -m cnn_grader.hidden_checks.calibrate \
+        --profile full --models "$step" | tee "$out/calibration-$step.md" || status=1 ;;
+    share)
+      timeout 150 "$python" scripts/benchmark_gpu_share.py --counts 1 2 4 \
+        | tee "$out/share.txt" || status=1 ;;
     benchmark)
       timeout 80 "$python" scripts/benchmark_pipeline.py --images 16384 --batch 256 \
         --workers 8 | tee "$out/benchmark.txt" || status=1 ;;

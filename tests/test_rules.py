@@ -207,14 +207,14 @@ def test_cpu_rule_needs_the_training_loss_to_fall_by_two_tenths_of_a_percent(
     assert (text is None) == passes, text
 
 
-@pytest.mark.parametrize("accuracy, passes", [(0.881, True), (0.879, False)])
+@pytest.mark.parametrize("accuracy, passes", [(0.871, True), (0.869, False)])
 def test_gpu_rule_needs_the_threshold(monkeypatch, accuracy, passes):
     monkeypatch.setattr(checks, "trained", lambda *a, **k: (2.0, 1.0, accuracy, 1.0))
-    assert recipes.grading_recipe("alexnet", "full").threshold == 0.88
+    assert recipes.grading_recipe("alexnet", "full").threshold == 0.87
     text = message(lambda: checks.accuracy(ALEX, graph(AlexNetRef), "full"))
     assert (text is None) == passes, text
     if not passes:
-        assert "reached only 0.879 test accuracy" in text
+        assert "reached only 0.869 test accuracy" in text
 
 
 def test_gradient_step_rule_needs_a_one_percent_drop(monkeypatch):

@@ -41,10 +41,12 @@ CPU_RECIPES = {
 
 RECIPES: dict[tuple[str, str], GradingRecipe] = {
     # GPU, the papers' resolutions, the recipe of docs/CALIBRATION.md (H100, bf16).
+    # AlexNet calibrated on an H200 (grader/CHECKS.md): the weakest legitimate run, the
+    # paper's LRN variant, reached 0.8945, so 0.87 leaves it the 0.02 margin.
     ("alexnet", "full"): GradingRecipe(
         Recipe(epochs=5, batch_size=256, lr=0.02, optimizer="sgd", weight_decay=5e-4,
                one_cycle=True, flip=True, image_size=227, seed=0),
-        threshold=0.88, calibrated=False),
+        threshold=0.87),
     ("vgg16", "full"): GradingRecipe(
         Recipe(epochs=4, batch_size=128, lr=0.01, optimizer="sgd", weight_decay=5e-4,
                one_cycle=True, flip=True, image_size=224, seed=0),
