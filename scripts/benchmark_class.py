@@ -10,7 +10,10 @@ times, each from nothing (no gradebook rows, an empty training cache):
 
 1. sequential `nbgrader autograde` with the training cache off (grading before the cache);
 2. `python -m cnn_grader.classrun --workers 1`;
-3. `python -m cnn_grader.classrun --workers 2`.
+3. `python -m cnn_grader.classrun --workers 2` (``--workers`` picks these runs).
+
+The sequential run's CPU time (its processes' user + system seconds) bounds what any
+number of workers can reach on this machine's cores; the report states that bound.
 
 The classrun runs use a PostgreSQL gradebook: ``--db-url`` names a server's maintenance
 URL, else a throwaway server starts here (tests/postgres.py). It writes ``results.json``
@@ -25,6 +28,7 @@ import copy
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -164,21 +168,29 @@ def generate_in(course: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"generate_assignment failed:\n{generated.stderr[-3000:]}")
 
 
+def children_cpu_seconds() -> float:
+    """User + system seconds of this process's finished children and their descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def sequential(course: Path) -> dict:
     from cnn_grader.classrun import PHASES
     from cnn_grader.gradebook import points
 
     url = f"sqlite:///{course / 'gradebook.db'}"
     generate_in(course, venv_env(NBGRADER_DB_URL=url))
+    cpu_before = children_cpu_seconds()
     start = time.perf_counter()
     result = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "autograde",
                              ASSIGNMENT], cwd=course, capture_output=True, text=True,
                             env=venv_env(NBGRADER_DB_URL=url, CNN_GRADER_CACHE=""))
     wall = time.perf_counter() - start
+    cpu = children_cpu_seconds() - cpu_before
     if result.returncode != 0:
         raise SystemExit(f"nbgrader autograde failed:\n{result.stderr[-20000:]}")
     found = [m.groupdict() for m in PHASES.finditer(result.stderr)]
-    return {"wall_seconds": wall, "points": points(url, ASSIGNMENT),
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "points": points(url, ASSIGNMENT),
             **{f"{phase}_seconds": sum(float(m[phase]) for m in found if m[phase] != "nan")
                for phase in ("kernel", "description", "checks")},
             "cached": sum(int(m["cached"] or 0) for m in found),
@@ -221,6 +233,12 @@ def report(runs: dict, expected: dict[str, float]) -> str:
             f"{run['trained']} / {run['cached']} | {'yes' if same else 'NO'} |")
     wrong = {s: (p, base["points"].get(s)) for s, p in expected.items()
              if base["points"].get(s) != p}
+    cores = os.cpu_count() or 1
+    lines += ["", f"The sequential run used {base['cpu_seconds']:.0f} CPU-seconds in "
+              f"{base['wall_seconds']:.0f} s ({base['cpu_seconds'] / base['wall_seconds']:.2f}"
+              f" cores on average): on {cores} cores no number of workers can be more than "
+              f"{base['wall_seconds'] * cores / base['cpu_seconds']:.2f} times as fast, "
+              f"before any saving from the training cache."]
     lines.append("")
     lines.append(f"Students: {len(expected)}; sequential grades that differ from the "
                  f"end-to-end test's expectations: {wrong or 'none'}.")
@@ -232,6 +250,8 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=24)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "class-benchmark")
     parser.add_argument("--db-url", help="a PostgreSQL server's URL (else a throwaway one)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
+                        help="the classrun runs after the sequential one (default: 1 2)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cnn-class-") as scratch:
@@ -239,7 +259,7 @@ def main() -> None:
         runs = {"sequential": sequential(fresh_copy(course, Path(scratch) / "sequential"))}
         print("sequential:", f"{runs['sequential']['wall_seconds']:.0f} s", flush=True)
         with postgres(args.db_url) as create:
-            for workers in (1, 2):
+            for workers in args.workers:
                 copy_ = fresh_copy(course, Path(scratch) / f"workers{workers}")
                 runs[f"classrun, {workers} worker{'s' * (workers > 1)}"] = run = parallel(
                     copy_, create(f"class_benchmark_{workers}"), workers)
