@@ -381,3 +381,62 @@ def test_a_wrong_output_shape_is_explained(monkeypatch):
     assert "gave an output of shape (1, 10) for a batch of 1 images" in (found["logits"] or ""), \
         found
     assert "end with nn.Linear(4096, num_classes)" in found["logits"]
+
+
+class PoolWithIndices(AlexNetRef):
+    """The first max-pool also returns its indices; forward() keeps the pooled maps."""
+
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__(in_channels, num_classes)
+        self.features[2] = nn.MaxPool2d(3, 2, return_indices=True)
+
+    def forward(self, x):
+        x, _ = self.features[2](self.features[:2](x))
+        x = self.features[3:](x)
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+
+def test_a_max_pool_that_returns_its_indices_passes_every_part(monkeypatch):
+    assert outcomes(PoolWithIndices, monkeypatch) == dict.fromkeys(
+        ("parameters", "logits", "feature_maps", "trainable", "accuracy"))
+
+
+def test_a_missing_relu_between_two_layers_reads_nothing():
+    cls = variant("NoReluAfterConv3", change=setitem("features", 7, nn.Identity))
+    text = analysis.paper_problem(paper_graph(cls), "alexnet")
+    assert "after conv3" in text and "your network has: nothing" in text, text
+
+
+def _detached_after_conv1(self, x):
+    x = self.features[2:](self.features[:2](x).detach())
+    return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+
+def _detached_after_conv5(self, x):
+    return self.classifier(torch.flatten(self.avgpool(self.features(x).detach()), 1))
+
+
+@pytest.mark.parametrize("forward, named", [(_detached_after_conv1, "so conv1 would never"),
+                                            (_detached_after_conv5, "so conv1 to conv5 would")])
+def test_a_detach_names_the_layers_it_cuts_off(forward, named):
+    text = analysis.detach_problem(paper_graph(variant(forward.__name__, forward=forward)),
+                                   "alexnet")
+    assert named in text, text
+
+
+def test_training_reads_the_graded_profiles_own_images(monkeypatch):
+    """The accuracy part trains on the split of the profile it grades with, not on the
+    profile this process happens to run under."""
+    calls = []
+
+    def split(train, profile=None):
+        calls.append((train, profile.name))
+        return torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long)
+
+    monkeypatch.setattr(checks, "load_split", split)
+    monkeypatch.setattr(checks, "fit", lambda *a, **k: type("H", (), {"test_acc": [0.5]})())
+    plan = recipes.grading_recipe("alexnet", "cpu")
+    result = checks._train(ALEX, graph(AlexNetRef, 1, 10, 67), plan, "cpu", 0,
+                           torch.device("cpu"))
+    assert calls == [(True, "cpu"), (False, "cpu")]
+    assert result[2] == 0.5
