@@ -328,6 +328,14 @@ def test_a_message_names_at_most_three_modules_then_dots(count, cut):
     assert text.endswith("; ...") is cut
 
 
+def test_a_message_lists_a_modules_parameters_together():
+    class Source:
+        def module_class(self, path):
+            return "torch.nn.modules.batchnorm.BatchNorm2d"
+    text = checks._owners(["features.1.weight", "features.1.bias"], Source())
+    assert text == "self.features.1 (nn.BatchNorm2d): weight, bias", text
+
+
 def test_a_path_from_a_hidden_layer_straight_to_the_output_needs_its_relu_too():
     # kills: the message's target words for a path that ends at the output, not at a layer
     # (a mutmut survivor): fc2's output added to the logits without its ReLU (copied
