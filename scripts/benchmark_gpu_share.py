@@ -16,13 +16,13 @@ import argparse
 import multiprocessing as mp
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cnn_course import Recipe, fit, get_profile, seed_everything  # noqa: E402
-from cnn_course.data import load_split  # noqa: E402
+from cnn_course import fit, get_profile, load_split, seed_everything  # noqa: E402
 from cnn_grader.hidden_checks.recipes import grading_recipe  # noqa: E402
 from cnn_grader.hidden_checks.reference import load_reference  # noqa: E402
 
@@ -31,10 +31,8 @@ def train_one(rank: int, args: argparse.Namespace, barrier, results) -> None:
     """One process: load, wait for the others, train, report (rate, peak GiB, seconds)."""
     device = torch.device(args.device)
     plan = grading_recipe(args.model, "full").recipe
-    recipe = Recipe(**{**plan.__dict__, "epochs": args.epochs, "one_cycle": False,
-                       "seed": rank})
-    if args.size:
-        recipe = Recipe(**{**recipe.__dict__, "image_size": args.size})
+    recipe = replace(plan, epochs=args.epochs, one_cycle=False, seed=rank,
+                     image_size=args.size or plan.image_size)
     images, labels = load_split(True, get_profile("full"))
     test_images, test_labels = load_split(False, get_profile("full"))
     train = (images[:args.images], labels[:args.images])

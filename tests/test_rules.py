@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -442,7 +443,7 @@ def test_training_reads_the_graded_profiles_own_images(monkeypatch):
         return torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long)
 
     monkeypatch.setattr(checks, "load_split", split)
-    monkeypatch.setattr(checks, "fit", lambda *a, **k: type("H", (), {"test_acc": [0.5]})())
+    monkeypatch.setattr(checks, "fit", lambda *a, **k: SimpleNamespace(test_acc=[0.5]))
     plan = recipes.grading_recipe("alexnet", "cpu")
     result = checks._train(ALEX, graph(AlexNetRef, 1, 10, 67), plan, "cpu", 0,
                            torch.device("cpu"))

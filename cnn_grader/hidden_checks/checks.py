@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -380,8 +380,7 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
 def _train(spec: ModelSpec, small: Graph, plan: GradingRecipe, profile: str,
            seed: int | None, device: torch.device) -> tuple[float, float, float, float]:
     """One training run of ``trained``: (loss before, after, test accuracy, seconds)."""
-    recipe = plan.recipe if seed is None else type(plan.recipe)(
-        **{**plan.recipe.__dict__, "seed": seed})
+    recipe = plan.recipe if seed is None else replace(plan.recipe, seed=seed)
     prof = get_profile(profile)
     images, labels = load_split(True, prof)
     test_images, test_labels = load_split(False, prof)
