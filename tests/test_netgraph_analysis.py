@@ -322,3 +322,26 @@ class TorchvisionVGG16(nn.Module):
                                             (TorchvisionVGG16, ["net"])])
 def test_torchvision_models_are_found(cls: type, paths: list[str]) -> None:
     assert analysis.torchvision_modules(graph_of(cls, 64)) == paths
+
+
+@pytest.mark.parametrize(("size", "flatten"), [
+    ((-1, 9216), True), ("batch", True), ((2, 9216), False), ((1, 18432), False),
+    ((-1, -1), False)], ids=["-1,9216", "x.size(0),-1", "2,9216", "1,18432", "-1,-1"])
+def test_only_a_reshape_that_keeps_the_batch_is_a_flatten(size, flatten) -> None:
+    """``view(-1, 9216)`` and ``view(x.size(0), -1)`` flatten each image; a first size
+    written as a number (a description that says so, or a batch of 2 read as a literal)
+    mixes the images of a batch and is named as the departure it is."""
+    data = copy.deepcopy(describe(AlexNetRef, 227))
+    node = next(n for n in data["nodes"] if n["op"] == "aten.flatten.using_ints")
+    if size == "batch":
+        data["nodes"].insert(0, {"name": "n", "kind": "call_function",
+                                 "op": "aten.sym_size.int", "args": [{"input": 0}, 0],
+                                 "kwargs": {}, "shape": None, "module": "", "line": ""})
+        size = ({"node": "n"}, -1)
+    node.update(op="aten.view.default", args=[node["args"][0], list(size)],
+                line="x = x.view(...)")
+    message = analysis.paper_problem(load_graph(data), "alexnet")
+    if flatten:
+        assert message is None, message
+    else:
+        assert message is not None and "x = x.view(...)" in message, message
