@@ -162,16 +162,96 @@ def build(cls: type, in_channels: int, num_classes: int) -> Any:
         return cls(in_channels=in_channels, num_classes=num_classes)
 
 
+BATCHES = (2, 3)  # the fixed batch sizes of the second try (see fixed_batch_description)
+BATCH_NODE = "batch_size_of_input"
+
+
 def export_description(model: Any, in_channels: int, num_classes: int, size: int) -> dict:
     """Describe the exported training-mode graph of ``model`` on ``size`` x ``size`` images."""
     import torch
+    from torch._dynamo.exc import UserError, UserErrorType
     from torch.export import Dim, export
 
     model.train()
-    example = torch.zeros(2, in_channels, size, size, device="meta")
+    example = torch.zeros(BATCHES[0], in_channels, size, size, device="meta")
     model(example)  # the student's own errors first, with their line
-    program = export(model, (example,), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},),
-                     strict=False)
+    try:
+        program = export(model, (example,),
+                         dynamic_shapes=({0: Dim("batch", min=1, max=4096)},), strict=False)
+    except UserError as error:
+        if error.error_type is not UserErrorType.CONSTRAINT_VIOLATION:
+            raise
+        return fixed_batch_description(model, in_channels, num_classes, size)
+    return describe_program(program, model, in_channels, num_classes, size)
+
+
+def fixed_batch_description(model: Any, in_channels: int, num_classes: int, size: int) -> dict:
+    """The description of a forward() that reads the batch size as a Python number
+    (``len(x)``, ``int(x.size(0))``), which a dynamic-batch export cannot follow.
+
+    It is exported at two fixed batch sizes; where the two graphs differ only by those
+    sizes, the number is the batch size and becomes a reference to it. Any other
+    difference means the computation itself depends on the batch, which is refused."""
+    import torch
+    from torch.export import export
+
+    def at(batch: int) -> dict:
+        example = torch.zeros(batch, in_channels, size, size, device="meta")
+        return describe_program(export(model, (example,), strict=False), model, in_channels,
+                                num_classes, size)
+
+    first, second = at(BATCHES[0]), at(BATCHES[1])
+    names = {node["name"] for node in first["nodes"]}
+    name = BATCH_NODE
+    while name in names:
+        name += "_"
+    batch = {"node": name}
+    if len(first["nodes"]) != len(second["nodes"]):
+        raise ValueError(batch_problem(next(
+            (a for a, b in zip(first["nodes"], second["nodes"]) if a["op"] != b["op"]),
+            first["nodes"][-1] if first["nodes"] else {})))
+    nodes = [{"name": name, "kind": "call_function", "op": "aten.sym_size.int",
+              "args": [{"input": 0}, 0], "kwargs": {}, "shape": None, "module": "",
+              "line": ""}]
+    for a, b in zip(first["nodes"], second["nodes"]):
+        nodes.append({**merge_batch({k: v for k, v in a.items() if k != "shape"},
+                                    {k: v for k, v in b.items() if k != "shape"}, batch, a),
+                      "shape": _merge_shape(a["shape"], b["shape"])})
+    rest = {k: v for k, v in first.items() if k != "nodes"}
+    merged = merge_batch(rest, {k: v for k, v in second.items() if k != "nodes"}, batch, {})
+    return {**merged, "nodes": nodes}
+
+
+def batch_problem(node: dict) -> str:
+    where = f" (line: `{node['line']}`)" if node.get("line") else ""
+    return ("forward() computes something different for a batch of 2 images than for a "
+            f"batch of 3{where}: the network must treat every image of a batch alike; "
+            "read the batch size with x.size(0) or flatten with torch.flatten(x, 1)")
+
+
+def merge_batch(a: Any, b: Any, batch: dict, node: dict) -> Any:
+    """``a`` (exported at the first batch size) with the first and second batch sizes,
+    where they stand at the same place of ``b``, replaced by ``batch``."""
+    if a == b and type(a) is type(b):
+        return a
+    if type(a) is int and type(b) is int and (a, b) == BATCHES:
+        return batch
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return {key: merge_batch(a[key], b[key], batch, node) for key in a}
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [merge_batch(x, y, batch, node) for x, y in zip(a, b)]
+    raise ValueError(batch_problem(node))
+
+
+def _merge_shape(a: list | None, b: list | None) -> list | None:
+    if a is None or b is None or len(a) != len(b):
+        return None
+    return [x if x == y else None for x, y in zip(a, b)]
+
+
+def describe_program(program: Any, model: Any, in_channels: int, num_classes: int,
+                     size: int) -> dict:
+    """The plain-data description of an exported program (see the module docstring)."""
     refs: dict[str, dict] = {}
     inputs = 0
     state = dict(program.state_dict)

@@ -216,6 +216,14 @@ class AlexNetDetached(AlexNetRef):
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
 
+class AlexNetBatchOf8(AlexNetRef):
+    """The batch of the visible logits test hard-coded in the flatten."""
+
+    def forward(self, x):
+        x = self.avgpool(self.features(x)).view(8, -1)
+        return self.classifier(x)
+
+
 def _no_adaptive(self):
     self.avgpool = nn.Identity()
 
@@ -270,6 +278,11 @@ ALEXNETS = [
     Net("nn.Flatten-reshape", A, with_forward(AlexNetRef, lambda self, x: self.classifier(
         nn.Flatten()(self.avgpool(self.features(x))).reshape(x.shape[0], -1)), "Flatten"),
         group=PAPER_A),
+    Net("flatten-view-len(x)", A, with_forward(AlexNetRef, lambda self, x: self.classifier(
+        self.avgpool(self.features(x)).view(len(x), -1)), "ViewLen"), group=PAPER_A),
+    Net("flatten-reshape-int(x.size(0))", A, with_forward(AlexNetRef, lambda self, x: (
+        self.classifier(self.avgpool(self.features(x)).reshape(int(x.size(0)), 256 * 6 * 6))),
+        "ReshapeInt"), group=PAPER_A),
     Net("adaptive-max-pool", A, edited(AlexNetRef, lambda self: setattr(
         self, "avgpool", nn.AdaptiveMaxPool2d((6, 6))), "AdaptiveMax"), group=PAPER_A),
     Net("log-softmax-output", A, with_forward(AlexNetRef, tail_forward(
@@ -322,6 +335,8 @@ ALEXNETS = [
         rules={"trainable": "training-size", "accuracy": "training-size"}),
     Net("forward-misspelt", A, AlexNetForwardMisspelt, fails={"logits", "feature_maps"},
         rules={"trainable": "forward-needed", "accuracy": "forward-needed"}),
+    Net("batch-of-8-hard-coded", A, AlexNetBatchOf8, fails={"feature_maps"},
+        rules={"logits": "any-batch", "trainable": "any-batch", "accuracy": "any-batch"}),
     Net("stub", A, AlexNetStub, fails=frozenset(ALL)),
     Net("torchvision", A, AlexNetTorchvision, rules={p: "torchvision" for p in ALL}),
 ]
@@ -368,6 +383,8 @@ VGG16S = [
         group=PAPER_V),
     Net("padding-same-modules", V, edited(VGG16Ref, replace_all(nn.Conv2d, lambda m: nn.Conv2d(
         m.in_channels, m.out_channels, 3, padding="same")), "Same"), group=PAPER_V),
+    Net("flatten-view-len(x)", V, with_forward(VGG16Ref, lambda self, x: self.classifier(
+        self.avgpool(self.features(x)).view(len(x), -1)), "VViewLen"), group=PAPER_V),
     Net("pool-ceil-mode", V, edited(VGG16Ref, replace_all(
         nn.MaxPool2d, lambda m: nn.MaxPool2d(2, 2, ceil_mode=True)), "VCeil"), group=PAPER_V),
     Net("batchnorm (vgg16_bn)", V, edited(VGG16Ref, insert_after(

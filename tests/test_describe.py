@@ -103,6 +103,30 @@ def test_a_network_that_fails_at_one_size_keeps_the_others(tmp_path):
     assert "line" in result.errors[(1, 10, 32)]
 
 
+def test_a_batch_size_read_as_a_number_is_followed_and_a_batch_dependent_forward_refused(
+        tmp_path):
+    """len(x) fixes the batch in a dynamic export: the grader exports at two batch sizes and
+    keeps the graph where they differ only by the batch; a forward that computes something
+    else for another batch is refused with its line."""
+    by_len = TINY.format(name="AlexNet").replace(
+        "return self.fc(x.mean((2, 3)))", "return self.fc(x.reshape(len(x), x.shape[1], -1)"
+        ".mean(2))")
+    branching = TINY.format(name="VGG16").replace(
+        "return self.fc(x.mean((2, 3)))",
+        "if len(x) == 2:\n            x = x * 2\n        return self.fc(x.mean((2, 3)))")
+    cells = notebook((by_len, "alexnet_model"), (branching, "vgg16_model"))
+    result = describe_submission(cells, "ci", Limits(wall_seconds=120), folder=tmp_path)
+    alexnet = result["alexnet"].graphs[(3, 1000, 227)]
+    view = next(node for node in alexnet.nodes if node.op in (
+        "aten.view.default", "aten.reshape.default"))
+    size = view.args[1][0]
+    assert alexnet.node(size.name).op == "aten.sym_size.int", view
+    assert not result["vgg16"].graphs
+    for error in result["vgg16"].errors.values():
+        assert "computes something different for a batch of 2 images" in error
+        assert "`x = x * 2`" in error
+
+
 def test_an_unfinished_stub_says_so(tmp_path):
     stub = ("from torch import nn\nclass AlexNet(nn.Module):\n"
             "    def __init__(self, in_channels=3, num_classes=1000):\n"

@@ -139,10 +139,20 @@ def by_name(model: str, name: str) -> Net:
     ("alexnet", "pools-2x2", "feature_maps", "max-pool 1 (self.features.2 (nn.MaxPool2d)) is "
                                              "2x2 with stride 2"),
     ("vgg16", "no-adaptive-pool", "accuracy", "on a batch of 32x32 images"),
+    ("alexnet", "batch-of-8-hard-coded", "logits", "[8, 2304] X [9216, 4096]. (line "),
+    ("alexnet", "batch-of-8-hard-coded", "logits", "`return self.classifier(x)`"),
 ])
 def test_messages_name_the_students_code(model, name, part, words):
     passed, message = hidden(by_name(model, name))[part]
     assert not passed and words in message, message
+
+
+def test_the_training_size_is_blamed_only_where_the_paper_size_runs():
+    """A forward that fails at every size is told its error, not to add the adaptive pool
+    it already has."""
+    passed, message = hidden(by_name("alexnet", "batch-of-8-hard-coded"))["trainable"]
+    assert not passed and "`return self.classifier(x)`" in message, message
+    assert "AdaptiveAvgPool2d" not in message, message
 
 
 PAPER_SIZE_PARTS = ("parameters", "logits", "feature_maps")
