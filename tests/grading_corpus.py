@@ -257,6 +257,12 @@ ALEXNETS = [
                 self.conv1(x)), 3, 2))), 3, 2), (1, 1, 1, 1)), self.conv3.weight,
                 self.conv3.bias)))))), 3, 2)), 1)))))), "FPad"), lenient={"feature_maps"},
         group=PAPER_A),
+    Net("F.pad-columns-in-forward", A, with_forward(AlexNetAttributes, lambda self, x: self.fc3(
+        F.relu(self.fc2(F.relu(self.fc1(torch.flatten(self.pool(F.max_pool2d(F.relu(self.conv5(
+            F.relu(self.conv4(F.relu(F.conv2d(F.pad(F.max_pool2d(F.relu(self.conv2(F.max_pool2d(
+                F.relu(self.conv1(x)), 3, 2))), 3, 2), (1, 1)), self.conv3.weight,
+                self.conv3.bias, padding=(1, 0))))))), 3, 2)), 1)))))), "FPadColumns"),
+        lenient={"feature_maps"}, group=PAPER_A),
     Net("pool-ceil-mode", A, edited(AlexNetRef, replace_all(
         nn.MaxPool2d, lambda m: nn.MaxPool2d(3, 2, ceil_mode=True)), "Ceil"), group=PAPER_A),
     Net("pool-return-indices", A, with_forward(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import pytest
@@ -366,6 +367,27 @@ def _conv2_padded_in_forward(self, x):
     return self.classifier(torch.flatten(self.avgpool(self.features[4:](x)), 1))
 
 
+def _conv2_padded_in_columns(self, x, padding=(2, 0)):
+    conv2 = self.features[3]
+    x = F.conv2d(F.pad(self.features[:3](x), (2, 2)), conv2.weight, conv2.bias, padding=padding)
+    return self.classifier(torch.flatten(self.avgpool(self.features[4:](x)), 1))
+
+
+def _conv2_padded_in_all_dimensions(self, x, pads=(2, 2, 2, 2, 0, 0)):
+    conv2 = self.features[3]
+    x = F.conv2d(F.pad(self.features[:3](x), pads), conv2.weight, conv2.bias)
+    return self.classifier(torch.flatten(self.avgpool(self.features[4:](x)), 1))
+
+
+def _conv2_padded_in_the_channels(self, x):
+    pads = (2, 2, 2, 2, 0, 0, 0, 0)  # the batch too: all zero
+    return _conv2_padded_in_all_dimensions(self, x, pads)
+
+
+def _conv2_padded_twice_in_columns(self, x):
+    return _conv2_padded_in_columns(self, x, padding=2)
+
+
 def _sine_after_conv1(self, x):
     x = torch.sin(self.features[0](x))
     return self.classifier(torch.flatten(self.avgpool(self.features[1:](x)), 1))
@@ -373,8 +395,16 @@ def _sine_after_conv1(self, x):
 
 @pytest.mark.parametrize("forward, words", [
     (_conv2_padded_in_forward, None),  # F.pad merged into the convolution: the paper's conv2
+    (_conv2_padded_in_columns, None),  # F.pad(x, (2, 2)) pads the columns, the conv the rows
+    (_conv2_padded_twice_in_columns, "conv2 (forward()) has stride 1 and padding (2, 4); the "
+                                     "paper's conv2 is nn.Conv2d(96, 256, kernel_size=5, "
+                                     "padding=2)"),
+    (_conv2_padded_in_all_dimensions, None),  # zero padding of the channels too
+    (_conv2_padded_in_the_channels, None),
     (_sine_after_conv1, "which is not part of AlexNet"),
-], ids=["F.pad before conv2", "sine after conv1"])
+], ids=["F.pad before conv2", "F.pad of the columns before conv2",
+        "F.pad of the columns and a padded conv2", "F.pad of three dimensions",
+        "F.pad of four dimensions", "sine after conv1"])
 def test_the_paper_comparison_reads_paddings_and_names_stray_operations(forward, words):
     # kills two mutmut survivors of the sample: a padding node read without its
     # arguments, the class name left out of the message for an operation the paper lacks
@@ -449,3 +479,20 @@ def test_training_reads_the_graded_profiles_own_images(monkeypatch):
                            torch.device("cpu"))
     assert calls == [(True, "cpu"), (False, "cpu")]
     assert result[2] == 0.5
+
+
+def test_training_runs_on_the_gpu_where_there_is_one(monkeypatch):
+    # kills: the device chosen as the CPU whatever CUDA says (a mutmut survivor; the GPU
+    # calibration would notice, only in a GPU session)
+    devices = []
+
+    def train(spec, small, plan, profile, seed, device):
+        devices.append(device.type)
+        return 2.30, 2.20, 0.5, 1.0
+
+    monkeypatch.setattr(checks.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(checks, "_train", train)
+    monkeypatch.setattr(checks.training_cache, "claimed", lambda key: nullcontext(None))
+    monkeypatch.setattr(checks.training_cache, "store", lambda key, result: None)
+    assert checks.trained(ALEX, graph(AlexNetRef, 1, 10, 67), "cpu") == (2.30, 2.20, 0.5, 1.0)
+    assert devices == ["cuda"]

@@ -249,17 +249,19 @@ def _conv_config(node: Node, graph: Graph) -> tuple:
 
 
 def _pad_config(node: Node) -> tuple[int, int] | None:
-    """(rows, columns) of a symmetric zero padding of the last two dimensions, else None."""
+    """(rows, columns) of a symmetric zero padding of the last two dimensions, else None
+    (``F.pad(x, (left, right))`` pads the columns only; zeros may follow for the other
+    dimensions)."""
     pads = _arg(node, 1, "pad")
     mode = _arg(node, 2, "mode", "constant")
     value = _arg(node, 3, "value", 0) if node.op == "aten.pad.default" else _arg(node, 2,
                                                                                   "value", 0)
     if node.op == "aten.constant_pad_nd.default":
         mode = "constant"
-    if not (isinstance(pads, tuple) and len(pads) == 4 and all(
-            isinstance(p, int) and not isinstance(p, bool) for p in pads)):
+    if not (isinstance(pads, tuple) and len(pads) in (2, 4, 6, 8) and all(
+            isinstance(p, int) and not isinstance(p, bool) for p in pads)) or any(pads[4:]):
         return None
-    left, right, top, bottom = pads
+    left, right, top, bottom = (pads + (0, 0))[:4]
     if mode != "constant" or value not in (0, 0.0, None) or left != right or top != bottom:
         return None
     return top, left
