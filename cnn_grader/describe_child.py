@@ -213,13 +213,11 @@ def fixed_batch_description(model: Any, in_channels: int, num_classes: int, size
     nodes = [{"name": name, "kind": "call_function", "op": "aten.sym_size.int",
               "args": [{"input": 0}, 0], "kwargs": {}, "shape": None, "module": "",
               "line": ""}]
-    for a, b in zip(first["nodes"], second["nodes"]):
-        nodes.append({**merge_batch({k: v for k, v in a.items() if k != "shape"},
-                                    {k: v for k, v in b.items() if k != "shape"}, batch, a),
+    for a, b in zip(first["nodes"], second["nodes"]):  # shapes (messages only) may differ
+        nodes.append({**merge_batch({**a, "shape": None}, {**b, "shape": None}, batch, a),
                       "shape": _merge_shape(a["shape"], b["shape"])})
-    rest = {k: v for k, v in first.items() if k != "nodes"}
-    merged = merge_batch(rest, {k: v for k, v in second.items() if k != "nodes"}, batch, {})
-    return {**merged, "nodes": nodes}
+    return {**merge_batch({**first, "nodes": []}, {**second, "nodes": []}, batch, {}),
+            "nodes": nodes}
 
 
 def batch_problem(node: dict) -> str:
