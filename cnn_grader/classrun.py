@@ -5,7 +5,8 @@
 Each task runs ``nbgrader autograde ASSIGNMENT --student S --force`` in the course
 folder, exactly what an instructor would run by hand, so a student gets the grade that
 sequential grading gives (the sandboxed kernel, the description and the hidden checks
-all run inside it). Before the fan-out the machine checks run on every node and the
+all run inside it); its process is forked from one that imported nbgrader and torch
+once per worker (cnn_grader/autograde_fork.py). Before the fan-out the machine checks run on every node and the
 gradebook is prepared once (cnn_grader/gradebook.py). A student whose grading ended
 writes a marker beside the autograded notebook: a second run grades only what is left
 (``--force`` grades everyone again). A Ray worker that dies mid-submission is retried; a
@@ -25,16 +26,14 @@ import hashlib
 import math
 import os
 import re
-import shlex
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from cnn_grader import sandbox
+from cnn_grader import autograde_fork, sandbox
 from cnn_grader.environment import gpu_required, venv_first
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,13 +111,16 @@ def log_path(course: Path, assignment: str, student: str) -> Path:
     return course / "logs" / assignment / f"{student}.log"
 
 
-def autograde_command(assignment: str, student: str) -> list[str]:
-    """The command that grades one student: this venv's nbgrader, or the program that
-    ``CNN_GRADER_AUTOGRADE`` names (e.g. ``nice -n 5 .venv/bin/nbgrader``), with
-    ``autograde ASSIGNMENT --student S --force``."""
-    program = (shlex.split(os.environ.get("CNN_GRADER_AUTOGRADE", ""))
-               or [str(Path(sys.executable).parent / "nbgrader")])
-    return [*program, "autograde", assignment, "--student", student, "--force"]
+def autograde_entry() -> str:
+    """The function each student's process runs as ``nbgrader``: nbgrader's own entry
+    point, or the ``module:function`` that ``CNN_GRADER_AUTOGRADE_ENTRY`` names (the
+    tests' stand-in)."""
+    return os.environ.get("CNN_GRADER_AUTOGRADE_ENTRY") or autograde_fork.NBGRADER
+
+
+def autograde_argv(assignment: str, student: str) -> list[str]:
+    """The command line of one student's grading."""
+    return ["nbgrader", "autograde", assignment, "--student", student, "--force"]
 
 
 def attempts_path(course: Path, assignment: str, student: str) -> Path:
@@ -135,13 +137,13 @@ def reason_from_log(text: str, returncode: int) -> str:
     return f"nbgrader autograde failed ({how}): {reason}"
 
 
-def grade_student(course: str, assignment: str, student: str, command: Sequence[str],
+def grade_student(course: str, assignment: str, student: str, entry: str,
                   env: dict[str, str]) -> Outcome:
-    """Grade one student in a child process group and read the phases from its log.
+    """Grade one student in a process of its own and read the phases from its log.
 
-    The child dies with this process (``setpriv --pdeathsig``), and its whole group is
-    killed when this function is interrupted, so a cancelled or killed task leaves no
-    kernel or sandbox behind."""
+    The process is forked from a warm one (cnn_grader/autograde_fork.py), in a session of
+    its own, and dies with its parent; its whole group is killed when this function is
+    interrupted, so a cancelled or killed task leaves no kernel or sandbox behind."""
     folder = Path(course)
     log = log_path(folder, assignment, student)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -149,16 +151,15 @@ def grade_student(course: str, assignment: str, student: str, command: Sequence[
     tries = attempts_path(folder, assignment, student)
     with open(tries, "a") as handle:
         handle.write(f"{os.uname().nodename} {os.getpid()}\n")
-    argv = ["setpriv", "--pdeathsig", "KILL", "--", *command]
+    log.write_text("")
     start = time.perf_counter()
-    with open(log, "w") as output:
-        process = subprocess.Popen(argv, cwd=folder, env={**os.environ, **env},
-                                   stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            returncode = process.wait()
-        finally:
-            _kill_group(process)
+    process = autograde_fork.start(entry, autograde_argv(assignment, student), str(folder),
+                                   {**os.environ, **env}, str(log))
+    try:
+        process.join()
+    finally:
+        _kill_group(process)
+    returncode = process.exitcode
     text = log.read_text(errors="replace")
     outcome = Outcome(student, graded=False, seconds=time.perf_counter() - start,
                       node=os.uname().nodename, attempts=_count_lines(tries))
@@ -183,15 +184,13 @@ def _count_lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the child's whole process group, then SIGKILL to what is left of it."""
+def _kill_group(process) -> None:
+    """SIGTERM to the student's whole process group, then SIGKILL to what is left of it."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=3.0)
     except ProcessLookupError:
         return
-    except subprocess.TimeoutExpired:
-        pass
+    process.join(timeout=3.0)
     sandbox.kill_group(process.pid)
 
 
@@ -243,8 +242,12 @@ def fan_out(ray, course: Path, assignment: str, students: list[str], workers: in
     (``RETRIES``); its outcome counts its attempts."""
     from tqdm.auto import tqdm
 
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES,
+    # max_calls=0: a worker grades student after student (also with GPUs, where Ray's
+    # default ends it after one task), so its warm forkserver is reused; the GPU memory
+    # belongs to each student's own process, which ends with the student.
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES, max_calls=0,
                       retry_exceptions=False)(grade_student)
+    entry = autograde_entry()
     waiting, running, outcomes = list(students), {}, []
     bar = tqdm(total=len(students), unit="student", disable=not progress,
                desc=f"grading {assignment}")
@@ -254,8 +257,8 @@ def fan_out(ray, course: Path, assignment: str, students: list[str], workers: in
             while waiting and len(running) < workers:
                 student = waiting.pop(0)
                 attempts_path(course, assignment, student).unlink(missing_ok=True)
-                running[task.remote(str(course), assignment, student,
-                                    autograde_command(assignment, student), env)] = student
+                running[task.remote(str(course), assignment, student, entry,
+                                    env)] = student
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
                 student = running.pop(ref)
@@ -349,6 +352,15 @@ def write_csv(run: ClassRun, path: Path) -> None:
         writer.writerows(rows[student] for student in sorted(rows))
 
 
+def torch_threads(address: str | None, workers: int) -> dict[str, str]:
+    """On this machine, each student's torch uses its share of the cores (Ray would give
+    it one thread: one worker on 2 cores would train at half the speed of sequential
+    grading). On a cluster Ray's one thread per task, one task per core, is kept."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+
+
 def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: int = 1,
                 students: Sequence[str] | None = None, force: bool = False,
                 address: str | None = None, gpus_per_student: float | None = None,
@@ -396,7 +408,8 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         gpus = gpus_per_student if gpus_per_student is not None else (0.5 if has_gpu else 0)
         env = {"NBGRADER_DB_URL": url,
-               "PATH": venv_first(os.environ.get("PATH", ""))}
+               "PATH": venv_first(os.environ.get("PATH", "")),
+               **torch_threads(address, workers)}
         run.outcomes, run.interrupted = fan_out(ray, course, assignment, todo, workers, env,
                                                 gpus=gpus, progress=progress)
     finally:

@@ -19,7 +19,7 @@ from cnn_grader.environment import venv_first
 from cnn_grader.classrun import ClassRun, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
-FAKE = ROOT / "tests" / "fakes" / "fake_autograde.py"
+FAKES = ROOT / "tests" / "fakes"  # fake_autograde.py: the stand-in for nbgrader
 ASSIGNMENT = classrun.ASSIGNMENT
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -46,7 +46,8 @@ def venv_first_on_path(monkeypatch):
 
 @pytest.fixture
 def fake_nbgrader(monkeypatch):
-    monkeypatch.setenv("CNN_GRADER_AUTOGRADE", f"{sys.executable} {FAKE}")
+    monkeypatch.setenv("CNN_GRADER_AUTOGRADE_ENTRY", "fake_autograde:main")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(FAKES)]))
     monkeypatch.delenv("NBGRADER_DB_URL", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
@@ -87,6 +88,17 @@ def test_a_marker_counts_only_for_the_submission_it_was_written_for(tmp_path):
     # a resubmission (another notebook) is graded again
     (course / "submitted" / "ada" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").write_text("{}")
     assert not classrun.already_graded(course, ASSIGNMENT, "ada")
+
+
+def test_students_share_this_machines_cores_and_keep_rays_one_thread_on_a_cluster(
+        monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [classrun.torch_threads(None, n)["OMP_NUM_THREADS"] for n in (1, 2, 3, 40)] == [
+        "16", "8", "5", "1"]
+    assert classrun.torch_threads("ray://head:10001", 2) == {}
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert classrun.torch_threads(None, 2) == {}
 
 
 def test_sqlite_with_several_workers_and_unknown_students_are_refused(tmp_path, fake_nbgrader):
@@ -145,8 +157,8 @@ def test_faults_at_class_scale(tmp_path, fake_nbgrader, postgres_url, monkeypatc
 def test_ctrl_c_stops_the_run_and_leaves_nothing_behind(tmp_path):
     course = make_course(tmp_path / "course", {"ada": "sleep", "bob": "sleep", "cyd": "ok"})
     ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths
-    env = {**os.environ, "CNN_GRADER_AUTOGRADE": f"{sys.executable} {FAKE}",
-           "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CNN_GRADER_AUTOGRADE_ENTRY": "fake_autograde:main",
+           "RAY_TMPDIR": ray_tmp, "PYTHONPATH": os.pathsep.join([str(ROOT), str(FAKES)])}
     env.pop("NBGRADER_DB_URL", None)
     env.pop("RAY_ADDRESS", None)
     command = subprocess.Popen([sys.executable, "-m", "cnn_grader.classrun", "--course",
@@ -165,8 +177,9 @@ def test_ctrl_c_stops_the_run_and_leaves_nothing_behind(tmp_path):
             command.kill()
     assert command.returncode == 130, output
     assert "Interrupted: run the same command again" in output
-    sleeper = int((course / "pids" / "ada").read_text())
-    assert not Path(f"/proc/{sleeper}").exists() or _zombie(sleeper)
+    for pid in ("ada", "ada.parent"):  # the student's process and its forkserver
+        sleeper = int((course / "pids" / pid).read_text())
+        assert not Path(f"/proc/{sleeper}").exists() or _zombie(sleeper), pid
     time.sleep(2)
     left = subprocess.run(["pgrep", "-f", ray_tmp], capture_output=True, text=True).stdout
     assert left == "", f"Ray processes left behind: {left}"

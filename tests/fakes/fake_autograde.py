@@ -1,10 +1,12 @@
-"""A stand-in for ``nbgrader autograde ASSIGNMENT --student S --force`` (tests/test_classrun.py).
+"""A stand-in for nbgrader's entry point in ``nbgrader autograde ASSIGNMENT --student S
+--force`` (tests/test_classrun.py runs it with CNN_GRADER_AUTOGRADE_ENTRY=fake_autograde:main).
 
 What it does for a student is written in ``plan/<student>`` of the course folder (its
 working directory): ``ok`` prints the INFO line the course's autograde logs and records
 the student in ``graded.txt``; ``fail`` ends like nbgrader when the grader itself fails;
 ``kill-worker`` kills the Ray worker that runs it on the first attempt (then acts as
-``ok``); ``sleep`` records its pid in ``pids/`` and sleeps.
+``ok``); ``sleep`` records its pid and its parent's (the forkserver) in ``pids/`` and
+sleeps.
 """
 import os
 import signal
@@ -12,21 +14,28 @@ import sys
 import time
 from pathlib import Path
 
-_autograde, assignment, _flag, student, _force = sys.argv[1:6]
-plan = Path("plan", student).read_text().strip()
-attempts = len(Path("logs", assignment, f"{student}.attempts").read_text().splitlines())
-if plan == "kill-worker" and attempts == 1:
-    os.kill(os.getppid(), signal.SIGKILL)  # the Ray worker: setpriv exec'd into this script
-    time.sleep(60)
-if plan == "sleep":
-    Path("pids").mkdir(exist_ok=True)
-    Path("pids", student).write_text(str(os.getpid()))
-    time.sleep(600)
-if plan == "fail":
-    print("[AutogradeApp | ERROR] There was an error processing assignment: grader crashed")
-    sys.exit(1)
-with open("graded.txt", "a") as record:
-    record.write(student + "\n")
-print("[AutogradeApp | INFO] graded with profile ci: kernel 1.5 s and description 2.5 s "
-      "(side by side), hidden checks 3.5 s; 10 of 10 parts passed; training: 1 cached, "
-      "1 trained")
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def main() -> None:
+    _nbgrader, _autograde, assignment, _flag, student, _force = sys.argv[:6]
+    plan = Path("plan", student).read_text().strip()
+    attempts = len(Path("logs", assignment, f"{student}.attempts").read_text().splitlines())
+    if plan == "kill-worker" and attempts == 1:
+        os.kill(parent_of(os.getppid()), signal.SIGKILL)  # forkserver's parent: the worker
+        time.sleep(60)
+    if plan == "sleep":
+        Path("pids").mkdir(exist_ok=True)
+        Path("pids", student).write_text(str(os.getpid()))
+        Path("pids", f"{student}.parent").write_text(str(os.getppid()))
+        time.sleep(600)
+    if plan == "fail":
+        print("[AutogradeApp | ERROR] There was an error processing assignment: grader crashed")
+        sys.exit(1)
+    with open("graded.txt", "a") as record:
+        record.write(student + "\n")
+    print("[AutogradeApp | INFO] graded with profile ci: kernel 1.5 s and description 2.5 s "
+          "(side by side), hidden checks 3.5 s; 10 of 10 parts passed; training: 1 cached, "
+          "1 trained")

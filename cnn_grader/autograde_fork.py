@@ -1,0 +1,73 @@
+"""Run each student's ``nbgrader autograde`` in a process forked from a warm one.
+
+Starting ``nbgrader autograde`` imports nbgrader, torch and torchvision: 7 to 10 s of CPU
+on the course's 2-core machine, paid again for every student when each is graded by its
+own command. Here a forkserver (``multiprocessing``'s, one per Ray worker) imports those
+third-party packages once; each student is then a fresh fork of it that runs nbgrader's
+own entry point with the command's arguments. The student still gets a process of its
+own, exactly as with the command: its own session and process group (killed whole on
+cancel), killed when its parent dies (the forkserver, which exits with the Ray worker),
+its environment, working folder and log. The grader's own packages (cnn_grader,
+cnn_course) are not preloaded: the course's nbgrader_config.py imports the copy beside
+the course folder, as the command does.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import importlib
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+
+NBGRADER = "nbgrader.apps.nbgraderapp:main"  # the ``nbgrader`` command's entry point
+PRELOAD = ("torch", "torchvision.datasets", "nbgrader.apps.nbgraderapp",
+           "nbgrader.converters", "nbgrader.preprocessors", "nbclient", "jupyter_client",
+           "sqlalchemy", "alembic", "IPython.paths")
+_PR_SET_PDEATHSIG = 1
+
+
+def start(entry: str, argv: Sequence[str], cwd: str, env: Mapping[str, str],
+          log: str) -> multiprocessing.Process:
+    """Start ``entry`` (``module:function``) as ``argv`` in a fork of the warm process."""
+    context = multiprocessing.get_context("forkserver")
+    module = entry.partition(":")[0]
+    context.set_forkserver_preload(list(PRELOAD) if entry == NBGRADER else [module])
+    process = context.Process(target=_run, args=(entry, list(argv), cwd, dict(env), log),
+                              daemon=False)
+    process.start()
+    return process
+
+
+def _run(entry: str, argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
+    """In the fork: become the command's process, run ``entry``, exit with its status."""
+    parent = os.getppid()
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the forkserver died before prctl took effect
+        os._exit(1)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = argv
+    output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    status = 0
+    try:
+        module, _, name = entry.partition(":")
+        result = getattr(importlib.import_module(module), name)()
+        status = result if isinstance(result, int) else 0
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if not isinstance(stop.code, (int, type(None))):
+            print(stop.code, file=sys.stderr)
+    finally:
+        atexit._run_exitfuncs()  # multiprocessing ends a fork with os._exit: run them here
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
+
