@@ -8,8 +8,9 @@ own entry point with the command's arguments. The student still gets a process o
 own, exactly as with the command: its own session and process group (killed whole on
 cancel), killed when its parent dies (the forkserver, which exits with the Ray worker),
 its environment, working folder and log. The grader's own packages (cnn_grader,
-cnn_course) are not preloaded: the course's nbgrader_config.py imports the copy beside
-the course folder, as the command does.
+cnn_course) are not preloaded, and the fork forgets the little of them that starting it
+imported: the course's nbgrader_config.py imports the copy beside the course folder, as
+the command does.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ NBGRADER = "nbgrader.apps.nbgraderapp:main"  # the ``nbgrader`` command's entry 
 PRELOAD = ("torch", "torchvision.datasets", "nbgrader.apps.nbgraderapp",
            "nbgrader.converters", "nbgrader.preprocessors", "nbclient", "jupyter_client",
            "sqlalchemy", "alembic", "IPython.paths")
+OWN_PACKAGES = ("cnn_grader", "cnn_course")  # imported by the course's configuration
 _PR_SET_PDEATHSIG = 1
 
 
@@ -52,6 +54,9 @@ def _run(entry: str, argv: list[str], cwd: str, env: dict[str, str], log: str) -
     os.environ.clear()
     os.environ.update(env)
     sys.argv = argv
+    _threads_as_the_command(env)
+    for name in [m for m in sys.modules if m.split(".")[0] in OWN_PACKAGES]:
+        del sys.modules[name]
     output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(output, 1)
     os.dup2(output, 2)
@@ -71,3 +76,11 @@ def _run(entry: str, argv: list[str], cwd: str, env: dict[str, str], log: str) -
         sys.stderr.flush()
     os._exit(status)
 
+
+def _threads_as_the_command(env: Mapping[str, str]) -> None:
+    """The preloaded torch read the forkserver's OMP_NUM_THREADS when it was imported; a
+    command would read the student's: set torch's thread count to that."""
+    threads = env.get("OMP_NUM_THREADS", "")
+    torch = sys.modules.get("torch")
+    if torch is not None and threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))

@@ -47,7 +47,7 @@ PHASES = re.compile(
     r"graded with profile (?P<profile>\w+): kernel (?P<kernel>[\d.]+|nan) s and description "
     r"(?P<description>[\d.]+) s .*?hidden checks (?P<checks>[\d.]+) s; (?P<passed>\d+) of "
     r"(?P<parts>\d+) parts passed(?:; training: (?P<cached>\d+) cached, (?P<trained>\d+) "
-    r"trained)?")
+    r"trained(?: in (?P<training>[\d.]+) s)?)?")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ERROR_LINE = re.compile(r"\[\w+ \| (ERROR|CRITICAL)\]|^\w*Error: |^SystemExit")
 
@@ -66,6 +66,7 @@ class Outcome:
     checks: float = math.nan
     cached: int = 0  # trainings answered by the training cache
     trained: int = 0
+    training: float = 0.0  # seconds spent training (within the checks)
     seconds: float = 0.0  # wall time of the whole task
     attempts: int = 1
     node: str = ""
@@ -174,6 +175,7 @@ def grade_student(course: str, assignment: str, student: str, entry: str,
     for name in ("kernel", "description", "checks"):
         setattr(outcome, name, float(found[name]))
     outcome.cached, outcome.trained = int(found["cached"] or 0), int(found["trained"] or 0)
+    outcome.training = float(found["training"] or 0.0)
     done = marker(folder, assignment, student)
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(submission_stamp(folder, assignment, student))
@@ -311,7 +313,8 @@ def table(run: ClassRun) -> str:
         points = "" if o.points is None else f"{o.points:g}"
         phases = [f"{v:.0f}" if not math.isnan(v) else "" for v in (o.kernel, o.description,
                                                                      o.checks)]
-        training = f"{o.cached} cached, {o.trained} run" if o.graded else ""
+        training = (f"{o.cached} cached, {o.trained} run"
+                    + (f" in {o.training:.0f} s" if o.trained else "")) if o.graded else ""
         rows.append((o.student, points, *phases, training, str(o.attempts),
                      "graded" if o.graded else f"UNGRADED: {o.reason}"))
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head) - 1)]
@@ -326,7 +329,8 @@ def table(run: ClassRun) -> str:
         f"{len(run.skipped)} already graded before (skipped) in {run.wall_seconds:.0f} s; "
         f"phases summed over students: kernel {_sum(graded, 'kernel'):.0f} s, description "
         f"{_sum(graded, 'description'):.0f} s, checks {_sum(graded, 'checks'):.0f} s; "
-        f"trainings: {cached} of {trainings} from the cache")
+        f"trainings: {cached} of {trainings} from the cache, {_sum(graded, 'training'):.0f} s "
+        f"spent training")
     if run.interrupted:
         lines.append("Interrupted: run the same command again to grade the students left.")
     return "\n".join(lines)
@@ -337,13 +341,14 @@ def _sum(outcomes: list[Outcome], name: str) -> float:
 
 
 def write_csv(run: ClassRun, path: Path) -> None:
-    """Every student's latest row: this run's outcomes replace earlier runs' rows."""
+    """Every student's latest row: this run's outcomes replace earlier runs' rows (a row
+    of an older table lacks the columns added since: they stay empty)."""
     names = [f.name for f in fields(Outcome)]
     rows = {}
     if path.is_file():
         with open(path, newline="") as handle:
             rows = {row["student"]: row for row in csv.DictReader(handle)
-                    if set(row) == set(names)}
+                    if "student" in row and set(row) <= set(names)}
     rows.update({o.student: asdict(o) for o in run.outcomes})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:

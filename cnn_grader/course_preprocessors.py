@@ -226,13 +226,15 @@ class GradeOutsideKernel(NbGraderPreprocessor):
         future, profile = resources.pop(DESCRIPTION)
         models, describing = future.result()
         cached, fresh = training_cache.counts()
+        trained_before = training_cache.training_seconds()
         results, checking = _timed(run_checks, Submission(models, profile))
         hits, misses = training_cache.counts()
         self.log.info("graded with profile %s: kernel %.1f s and description %.1f s (side by "
                       "side), hidden checks %.1f s; %d of %d parts passed; training: %d cached, "
-                      "%d trained", profile, resources.get(KERNEL_SECONDS, float("nan")),
+                      "%d trained in %.1f s", profile, resources.get(KERNEL_SECONDS, float("nan")),
                       describing, checking, sum(r.passed for r in results.values()),
-                      len(results), hits - cached, misses - fresh)
+                      len(results), hits - cached, misses - fresh,
+                      training_cache.training_seconds() - trained_before)
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):

@@ -43,6 +43,7 @@ Result = tuple[float, float, float, float]  # loss before, loss after, test accu
 log = logging.getLogger(__name__)
 hits = 0  # lookups answered from the cache, in this process
 misses = 0  # lookups that found nothing usable (the network is trained)
+seconds = 0.0  # wall time of the trainings this process ran after its misses
 
 
 def counts() -> tuple[int, int]:
@@ -50,10 +51,22 @@ def counts() -> tuple[int, int]:
     return hits, misses
 
 
+def training_seconds() -> float:
+    """Seconds this process spent training (``add_training``) since the start or ``reset``."""
+    return seconds
+
+
+def add_training(spent: float) -> None:
+    """Count ``spent`` seconds of a training run after a miss."""
+    global seconds
+    seconds += spent
+
+
 def reset() -> None:
-    """Set both counters back to zero."""
-    global hits, misses
+    """Set the counters back to zero."""
+    global hits, misses, seconds
     hits = misses = 0
+    seconds = 0.0
 
 
 # ----------------------------------------------------------------------------- the key

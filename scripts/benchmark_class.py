@@ -5,8 +5,10 @@
 Builds a scratch course (scripts/generate_assignment.py) with a generated class: the
 end-to-end test's submissions (tests/test_grading_end_to_end.py: correct styles, defects,
 hostile and careless ones) and more students written in other correct styles (renamed
-attributes, in-place ReLUs) and repeats of the defects. Then it grades the class three
-times, each from nothing (no gradebook rows, an empty training cache):
+attributes, in-place ReLUs) and repeats of the defects. ``--correct N`` builds instead a
+class where N students wrote the reference, each in a spelling of its own, and the rest
+are the end-to-end test's incorrect or hostile submissions. Then it grades the class
+three times, each from nothing (no gradebook rows, an empty training cache):
 
 1. sequential `nbgrader autograde` with the training cache off (grading before the cache);
 2. `python -m cnn_grader.classrun --workers 1`;
@@ -17,7 +19,8 @@ number of workers can reach on this machine's cores; the report states that boun
 
 The classrun runs use a PostgreSQL gradebook: ``--db-url`` names a server's maintenance
 URL, else a throwaway server starts here (tests/postgres.py). It writes ``results.json``
-and ``results.md`` (grades of every run, wall times, phase sums, cache hits) to ``--out``.
+and ``results.md`` (grades of every run, wall times, phase sums, cache hits, seconds spent
+training) to ``--out``.
 The cell and description limits are the end-to-end test's (10 s, 90 s), so that the
 students whose code hangs cost minutes, not a quarter of an hour.
 """
@@ -71,6 +74,36 @@ def restyled(notebook, renames: dict[str, str]):
     return changed
 
 
+NAMES = {  # for --correct: each student combines one choice of every row
+    "self.features": ("self.features", "self.body", "self.convs", "self.stem"),
+    "self.classifier": ("self.classifier", "self.head", "self.mlp", "self.fc_stack"),
+    "nn.ReLU(inplace=True)": ("nn.ReLU(inplace=True)", "nn.ReLU()"),
+}
+CORRECT_CASES = ("reference", "variants", "careless")  # the end-to-end cases graded 100
+
+
+def mostly_correct(released, size: int, correct: int) -> dict[str, tuple]:
+    """``correct`` students who wrote the reference, each in a spelling of their own (no
+    two notebooks alike: nbgrader's one process could reuse nothing), then the
+    end-to-end test's other cases and their repeats up to ``size``."""
+    from itertools import product
+
+    from test_grading_end_to_end import submissions
+
+    cases = submissions(released)
+    spellings = [dict(zip(NAMES, choice)) for choice in product(*NAMES.values())]
+    if correct > len(spellings) or correct > size:
+        raise SystemExit(f"--correct must be at most {min(len(spellings), size)}")
+    reference = cases["reference"]
+    students = {f"correct{index + 1}": (restyled(reference[0], renames), reference[1])
+                for index, renames in enumerate(spellings[:correct])}
+    defects = [name for name in cases if name not in CORRECT_CASES]
+    for index in range(size - correct):
+        name = defects[index % len(defects)]
+        students[f"{name}{index // len(defects) + 1}"] = cases[name]
+    return students
+
+
 def class_of(released, size: int) -> dict[str, tuple]:
     """``size`` students: the end-to-end cases, restyled references, repeated defects."""
     from test_grading_end_to_end import submissions
@@ -89,7 +122,8 @@ def class_of(released, size: int) -> dict[str, tuple]:
     return dict(list(students.items())[:size])
 
 
-def scratch_course(folder: Path, size: int) -> tuple[Path, dict[str, float]]:
+def scratch_course(folder: Path, size: int, correct: int | None = None
+                   ) -> tuple[Path, dict[str, float]]:
     course = make_course(folder / "course")
     config = course / "nbgrader_config.py"
     text = config.read_text()
@@ -98,7 +132,9 @@ def scratch_course(folder: Path, size: int) -> tuple[Path, dict[str, float]]:
     config.write_text(text)
     released = nbformat.read(generate(course), as_version=4)
     expected = {}
-    for student, (notebook, points) in class_of(released, size).items():
+    chosen = (class_of(released, size) if correct is None
+              else mostly_correct(released, size, correct))
+    for student, (notebook, points) in chosen.items():
         target = course / "submitted" / student / ASSIGNMENT
         target.mkdir(parents=True)
         nbformat.write(notebook, target / NOTEBOOK)
@@ -194,7 +230,8 @@ def sequential(course: Path) -> dict:
             **{f"{phase}_seconds": sum(float(m[phase]) for m in found if m[phase] != "nan")
                for phase in ("kernel", "description", "checks")},
             "cached": sum(int(m["cached"] or 0) for m in found),
-            "trained": sum(int(m["trained"] or 0) for m in found)}
+            "trained": sum(int(m["trained"] or 0) for m in found),
+            "training_seconds": sum(float(m["training"] or 0) for m in found)}
 
 
 def parallel(course: Path, url: str, workers: int) -> dict:
@@ -217,20 +254,25 @@ def parallel(course: Path, url: str, workers: int) -> dict:
                for phase in ("kernel", "description", "checks")},
             "cached": sum(int(r["cached"]) for r in rows),
             "trained": sum(int(r["trained"]) for r in rows),
+            "training_seconds": sum(float(r["training"]) for r in rows),
             "ungraded": [r["student"] for r in rows if r["graded"] != "True"]}
 
 
 def report(runs: dict, expected: dict[str, float]) -> str:
     base = runs["sequential"]
     lines = ["| run | wall | speed-up | kernel | description | checks | trainings run / "
-             "answered by the cache | grades equal to sequential |", "|---" * 7 + "|---|"]
+             "answered by the cache | training time (share of sequential) | grades equal to "
+             "sequential |", "|---" * 8 + "|---|"]
     for name, run in runs.items():
         same = run["points"] == base["points"]
+        share = run["training_seconds"] / base["training_seconds"] if base[
+            "training_seconds"] else float("nan")
         lines.append(
             f"| {name} | {run['wall_seconds']:.0f} s | "
             f"{base['wall_seconds'] / run['wall_seconds']:.2f} | {run['kernel_seconds']:.0f} s"
             f" | {run['description_seconds']:.0f} s | {run['checks_seconds']:.0f} s | "
-            f"{run['trained']} / {run['cached']} | {'yes' if same else 'NO'} |")
+            f"{run['trained']} / {run['cached']} | {run['training_seconds']:.0f} s "
+            f"({share:.0%}) | {'yes' if same else 'NO'} |")
     wrong = {s: (p, base["points"].get(s)) for s, p in expected.items()
              if base["points"].get(s) != p}
     cores = os.cpu_count() or 1
@@ -252,10 +294,14 @@ def main() -> None:
     parser.add_argument("--db-url", help="a PostgreSQL server's URL (else a throwaway one)")
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
                         help="the classrun runs after the sequential one (default: 1 2)")
+    parser.add_argument("--correct", type=int, help="a class where this many students wrote "
+                        "the reference, each in a spelling of their own, and the others "
+                        "the end-to-end test's defects (default: the mixed class above)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cnn-class-") as scratch:
-        course, expected = scratch_course(Path(scratch) / "built", args.students)
+        course, expected = scratch_course(Path(scratch) / "built", args.students,
+                                          args.correct)
         runs = {"sequential": sequential(fresh_copy(course, Path(scratch) / "sequential"))}
         print("sequential:", f"{runs['sequential']['wall_seconds']:.0f} s", flush=True)
         with postgres(args.db_url) as create:
@@ -266,7 +312,7 @@ def main() -> None:
                 print(f"{workers} worker(s):", f"{run['wall_seconds']:.0f} s", flush=True)
     text = report(runs, expected)
     (args.out / "results.json").write_text(json.dumps(
-        {"students": args.students, "machine": os.uname().nodename,
+        {"students": args.students, "correct": args.correct, "machine": os.uname().nodename,
          "cpus": os.cpu_count(), "profile": os.environ["CNN_COURSE_PROFILE"],
          "expected": expected, "runs": runs}, indent=1))
     (args.out / "results.md").write_text(text + "\n")

@@ -16,9 +16,14 @@ FAKES = Path(__file__).resolve().parent / "fakes"
 PROBE = "fork_probe:main"  # tests/fakes/fork_probe.py
 
 
-@pytest.fixture(autouse=True)
-def probe_importable(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKES))  # the forkserver starts with this sys.path
+@pytest.fixture(autouse=True, scope="module")
+def probe_preloaded():
+    """The forkserver (started by this module's first test) finds the probe on PYTHONPATH
+    and preloads it, as it preloads nbgrader and torch from site-packages."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(
+            [str(FAKES), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        yield
 
 
 def run(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -34,7 +39,8 @@ def test_the_fork_runs_in_the_folder_with_the_arguments_environment_and_log(tmp_
     status, log = run(tmp_path, "report", "x", env={"PROBE": "yes", "PATH": "/usr/bin"})
     assert status == 0
     assert (f"cwd={tmp_path} argv=['report', 'x'] probe=yes leader=True "
-            f"environment=['PATH', 'PROBE']") in log
+            f"environment=['PATH', 'PROBE'] threads=") in log
+    assert "grader=[]" in log  # the course's configuration imports the course's copy
     assert "to stderr" in log
 
 
@@ -42,6 +48,12 @@ def test_the_environment_is_the_one_given_not_the_forkservers(tmp_path, monkeypa
     monkeypatch.setenv("PROBE", "from the parent")
     _status, log = run(tmp_path, "report", env={"PATH": "/usr/bin"})
     assert "probe=None" in log and "environment=['PATH']" in log
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_the_preloaded_torch_uses_the_students_thread_count(tmp_path, threads):
+    _status, log = run(tmp_path, "report", env={"PATH": "/usr/bin", "OMP_NUM_THREADS": threads})
+    assert f"threads={threads} " in log
 
 
 @pytest.mark.parametrize("argv, expected", [(("exit", "3"), 3), (("exit", "0"), 0),

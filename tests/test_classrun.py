@@ -64,10 +64,13 @@ def test_the_autograde_info_line_is_read_with_every_phase():
     # is read in test_grading_end_to_end.py); kills a pattern that loses a phase or count
     line = ("[AutogradeApp | INFO] graded with profile cpu: kernel 13.0 s and description "
             "11.1 s (side by side), hidden checks 38.1 s; 9 of 10 parts passed; training: "
-            "2 cached, 0 trained")
+            "2 cached, 1 trained in 21.5 s")
     found = classrun.PHASES.search(line)
     assert (found["profile"], found["kernel"], found["description"], found["checks"],
-            found["cached"], found["trained"]) == ("cpu", "13.0", "11.1", "38.1", "2", "0")
+            found["cached"], found["trained"], found["training"]) == (
+        "cpu", "13.0", "11.1", "38.1", "2", "1", "21.5")
+    older = classrun.PHASES.search(line.replace(" in 21.5 s", ""))  # a log of before
+    assert (older["trained"], older["training"]) == ("1", None)
 
 
 def test_the_reason_names_nbgraders_error_lines_and_how_it_ended():
@@ -113,17 +116,24 @@ def test_sqlite_with_several_workers_and_unknown_students_are_refused(tmp_path, 
 
 def test_the_table_and_csv_keep_every_student(tmp_path):
     first = ClassRun([Outcome("ada", True, points=80, kernel=10, description=9, checks=30,
-                              cached=1, trained=1),
+                              cached=1, trained=1, training=21.5),
                       Outcome("bob", False, reason="nbgrader autograde failed (exit status 1)")],
                      wall_seconds=42)
     text = classrun.table(first)
     assert "UNGRADED: nbgrader autograde failed (exit status 1)" in text
-    assert "1 graded, 1 ungraded" in text and "trainings: 1 of 2 from the cache" in text
+    assert "1 graded, 1 ungraded" in text and "1 cached, 1 run in 22 s" in text
+    assert "trainings: 1 of 2 from the cache, 22 s spent training" in text
     report = tmp_path / "classrun.csv"
     classrun.write_csv(first, report)
     classrun.write_csv(ClassRun([Outcome("bob", True, points=55)]), report)  # the rerun
     rows = report.read_text().splitlines()
     assert len(rows) == 3 and rows[1].startswith("ada,True,,80") and rows[2].startswith("bob,True")
+    older = "student,graded,points\ncyd,True,70\n"  # a table written before a column was added
+    report.write_text(older)
+    classrun.write_csv(first, report)
+    assert [row.split(",")[:4] for row in report.read_text().splitlines()[1:]] == [
+        ["ada", "True", "", "80"], ["bob", "False", "nbgrader autograde failed (exit status 1)",
+                                    ""], ["cyd", "True", "", "70"]]
 
 
 # --- on Ray ------------------------------------------------------------------------------
@@ -143,7 +153,8 @@ def test_faults_at_class_scale(tmp_path, fake_nbgrader, postgres_url, monkeypatc
     assert outcomes["cyd"].attempts == 2 and outcomes["ada"].attempts == 1
     assert graded_record(course) == ["ada", "cyd", "dee"]  # each exactly once
     assert "grader crashed" in outcomes["bob"].reason and not outcomes["bob"].graded
-    assert (outcomes["ada"].kernel, outcomes["ada"].cached) == (1.5, 1)
+    assert (outcomes["ada"].kernel, outcomes["ada"].cached, outcomes["ada"].training) == (
+        1.5, 1, 4.5)
     with Gradebook(postgres_url) as gradebook:  # prepared before fan-out
         assert sorted(s.id for s in gradebook.students) == sorted(plans)
 

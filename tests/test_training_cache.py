@@ -286,13 +286,17 @@ def test_two_spellings_train_once(folder, monkeypatch):
         return SimpleNamespace(test_acc=[0.25])
     monkeypatch.setattr(checks, "fit", fake_fit)
     hits, misses = training_cache.counts()
+    spent = training_cache.training_seconds()
     first = checks.trained(VGG, described(VGG16Ref)[SMALL], "ci")
+    after_training = training_cache.training_seconds()
     second = checks.trained(VGG, described(Respelled)[SMALL], "ci")
     assert len(calls) == 1 and second == first
     assert training_cache.counts() == (hits + 1, misses + 1)
+    assert after_training > spent and training_cache.training_seconds() == after_training
     assert len(entries(folder)) == 1
     training_cache.reset()
     assert training_cache.counts() == (0, 0)  # kills: reset that does not reset
+    assert training_cache.training_seconds() == 0.0
 
 
 @pytest.mark.parametrize("change", ["recipe", "code"])
@@ -400,11 +404,13 @@ def test_the_gpu_requirement_raises_despite_a_cached_result(profile, require, fo
 def test_the_info_line_counts_this_submissions_trainings_only(folder, monkeypatch, caplog):
     # kills: the process's totals instead of this submission's, cached and trained swapped
     training_cache.store("stored", (2.0, 1.0, 0.5, 3.0))
-    training_cache.lookup("earlier")  # a miss of an earlier submission
+    training_cache.lookup("earlier")  # a miss of an earlier submission, and its training
+    training_cache.add_training(100.0)
 
     def run_checks(submission):  # one cached and two fresh trainings
         for key in ("stored", "new", "newer"):
-            training_cache.lookup(key)
+            if training_cache.lookup(key) is None:
+                training_cache.add_training(1.25)
         return {}
     monkeypatch.setattr(course_preprocessors, "run_checks", run_checks)
     described_ = Future()
@@ -415,7 +421,7 @@ def test_the_info_line_counts_this_submissions_trainings_only(folder, monkeypatc
         course_preprocessors.GradeOutsideKernel(log=logger).preprocess(
             nbformat.v4.new_notebook(), resources)
     line = next(r.getMessage() for r in caplog.records if "graded with profile" in r.getMessage())
-    assert line.endswith("parts passed; training: 1 cached, 2 trained")
+    assert line.endswith("parts passed; training: 1 cached, 2 trained in 2.5 s")
     assert INFO.search(line).groups() == ("1", "2")
 
 

@@ -372,7 +372,11 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     with training_cache.claimed(key) as cached:
         if cached is not None:
             return cached
-        result = _train(spec, small, plan, profile, seed, device)
+        start = time.perf_counter()
+        try:
+            result = _train(spec, small, plan, profile, seed, device)
+        finally:
+            training_cache.add_training(time.perf_counter() - start)
         training_cache.store(key, result)
     return result
 

@@ -38,4 +38,4 @@ def main() -> None:
         record.write(student + "\n")
     print("[AutogradeApp | INFO] graded with profile ci: kernel 1.5 s and description 2.5 s "
           "(side by side), hidden checks 3.5 s; 10 of 10 parts passed; training: 1 cached, "
-          "1 trained")
+          "1 trained in 4.5 s")
