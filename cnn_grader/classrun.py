@@ -6,8 +6,8 @@ Each task runs ``nbgrader autograde ASSIGNMENT --student S --force`` in the cour
 folder, exactly what an instructor would run by hand, so a student gets the grade that
 sequential grading gives (the sandboxed kernel, the description and the hidden checks
 all run inside it); its process is forked from one that imported nbgrader and torch
-once per worker (cnn_grader/autograde_fork.py). Before the fan-out the machine checks run on every node and the
-gradebook is prepared once (cnn_grader/gradebook.py). A student whose grading ended
+once per worker (cnn_grader/autograde_fork.py). Before the fan-out the machine checks
+run on every node and the gradebook is prepared once (cnn_grader/gradebook.py). A student whose grading ended
 writes a marker beside the autograded notebook: a second run grades only what is left
 (``--force`` grades everyone again). A Ray worker that dies mid-submission is retried; a
 submission that makes nbgrader itself fail is reported ungraded, with the reason from
