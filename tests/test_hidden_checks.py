@@ -195,3 +195,18 @@ def test_the_graders_weights_are_drawn_once_and_never_shared():
     assert not torch.equal(other_seed[conv], start[conv])
     assert torch.equal(other_seed[bias], torch.zeros_like(start[bias]))
     assert start[linear].std().item() == pytest.approx(0.01, rel=0.05)
+
+
+def test_each_networks_weights_are_drawn_once_per_submission(monkeypatch):
+    # kills: the parts run model by model interleaved (alexnet, vgg16, alexnet, ...): the
+    # one cached draw is evicted and VGG16's 134 million weights are drawn again (1.2 s)
+    from cnn_grader.describe import describe_locally
+    from cnn_grader.hidden_checks import runner
+
+    models = {key: describe_locally(cls, key, "ci") for key, cls in REF.items()}
+    monkeypatch.setattr(runner, "_CACHE", {})
+    monkeypatch.setattr(checks, "trained", lambda *_args: (2.3, 2.0, 0.5, 1.0))  # no training
+    checks._initial_weights.cache_clear()
+    results = run_checks(Submission(models, "ci"))
+    assert all(result.passed for result in results.values()), results
+    assert checks._initial_weights.cache_info().misses == 2

@@ -20,8 +20,10 @@ from cnn_grader.paper import ModelSpec, get_spec
 MODELS = ("alexnet", "vgg16")
 
 
-@pytest.fixture(params=MODELS)
+@pytest.fixture(params=MODELS, scope="module")
 def model(request) -> str:
+    """Module scope: pytest runs all of one model's parts, then the other's, so that the
+    grader's weights for a network (``checks._initial_weights``) are drawn once."""
     return request.param
 
 
