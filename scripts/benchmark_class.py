@@ -208,9 +208,9 @@ def generate_in(course: Path, env: dict[str, str]) -> None:
 def busy_cpu_seconds() -> float:
     """CPU-seconds the whole machine has spent busy since boot (``/proc/stat``: user,
     nice, system, irq, softirq, steal). Taken machine-wide because the rusage of this
-    process's children misses most of grading's work: the sandboxed kernels and describing
-    processes are not reaped by a process this one waits for (2026-12-01: rusage said 0.70
-    cores where vmstat showed 1.64 busy). A measurement therefore needs a quiet machine."""
+    process's children misses much of grading's work, most likely the sandboxed kernels
+    and describing processes (2026-12-01: rusage said 0.73 cores where vmstat showed 1.61
+    busy). A measurement therefore needs a quiet machine."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
