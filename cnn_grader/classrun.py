@@ -7,12 +7,17 @@ folder, exactly what an instructor would run by hand, so a student gets the grad
 sequential grading gives (the sandboxed kernel, the description and the hidden checks
 all run inside it); its process is forked from one that imported nbgrader and torch
 once per worker (cnn_grader/autograde_fork.py). Before the fan-out the machine checks
-run on every node and the gradebook is prepared once (cnn_grader/gradebook.py). A student whose grading ended
-writes a marker beside the autograded notebook: a second run grades only what is left
-(``--force`` grades everyone again). A Ray worker that dies mid-submission is retried; a
-submission that makes nbgrader itself fail is reported ungraded, with the reason from
-its log, and the others finish. Ctrl-C cancels the tasks; each kills its nbgrader
-process group, so no kernel, sandbox or worker is left behind.
+run on every node and the gradebook is prepared once (cnn_grader/gradebook.py). A
+student whose grading ended writes a marker beside the autograded notebook: a second
+run grades only what is left (``--force`` grades everyone again). A Ray worker that
+dies mid-submission is retried; a submission that makes nbgrader itself fail is
+reported ungraded, with the reason from its log, and the others finish. Ctrl-C
+cancels the tasks; each kills its nbgrader process group, so no kernel, sandbox or
+worker is left behind.
+
+On a cluster with GPUs a student's task holds no GPU; each training of the accuracy
+part is a Ray task of its own with the model's GPU share, two AlexNets or one VGG16 per
+GPU (cnn_grader/training_tasks.py).
 
 With no configuration Ray starts on this machine (``ray.init()``); with ``RAY_ADDRESS``
 (or ``--address``) it joins a cluster whose nodes share the checkout, its venv, the data
@@ -21,6 +26,7 @@ and the course folder (README.md, "Grading a class").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import math
@@ -33,11 +39,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from cnn_grader import autograde_fork, sandbox
-from cnn_grader.environment import gpu_required, venv_first
+from cnn_grader import autograde_fork, sandbox, training_tasks
+from cnn_grader.environment import environment_set, gpu_required, venv_first
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "grader"
+PROFILE_ENV = "CNN_COURSE_PROFILE"  # cnn_course.runtime.PROFILE_ENV, without importing torch
 ASSIGNMENT = "assignment_cnn"
 MARKER = ".classrun-graded"  # beside the autograded notebook: what was graded
 RAY_START_TRIES = 3
@@ -139,12 +146,14 @@ def reason_from_log(text: str, returncode: int) -> str:
 
 
 def grade_student(course: str, assignment: str, student: str, entry: str,
-                  env: dict[str, str]) -> Outcome:
+                  env: dict[str, str], training_tasks_on: bool = False) -> Outcome:
     """Grade one student in a process of its own and read the phases from its log.
 
     The process is forked from a warm one (cnn_grader/autograde_fork.py), in a session of
     its own, and dies with its parent; its whole group is killed when this function is
-    interrupted, so a cancelled or killed task leaves no kernel or sandbox behind."""
+    interrupted, so a cancelled or killed task leaves no kernel or sandbox behind. With
+    ``training_tasks_on`` its checks train in Ray tasks with GPU shares
+    (cnn_grader/training_tasks.py)."""
     folder = Path(course)
     log = log_path(folder, assignment, student)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -154,12 +163,17 @@ def grade_student(course: str, assignment: str, student: str, entry: str,
         handle.write(f"{os.uname().nodename} {os.getpid()}\n")
     log.write_text("")
     start = time.perf_counter()
-    process = autograde_fork.start(entry, autograde_argv(assignment, student), str(folder),
-                                   {**os.environ, **env}, str(log))
-    try:
-        process.join()
-    finally:
-        _kill_group(process)
+    with contextlib.ExitStack() as stack:
+        if training_tasks_on:
+            import ray
+
+            env = {**env, **stack.enter_context(training_tasks.serve(ray))}
+        process = autograde_fork.start(entry, autograde_argv(assignment, student),
+                                       str(folder), {**os.environ, **env}, str(log))
+        try:
+            process.join()
+        finally:
+            _kill_group(process)
     returncode = process.exitcode
     text = log.read_text(errors="replace")
     outcome = Outcome(student, graded=False, seconds=time.perf_counter() - start,
@@ -196,26 +210,28 @@ def _kill_group(process) -> None:
     sandbox.kill_group(process.pid)
 
 
-def _node_problems(require_gpu: bool) -> tuple[str, list[str]]:
+def _node_problems(require_gpu: bool, profile: str) -> tuple[str, list[str]]:
     from cnn_grader.preflight import problems
 
-    return os.uname().nodename, problems(require_gpu)
+    with environment_set({PROFILE_ENV: profile}):
+        return os.uname().nodename, problems(require_gpu)
 
 
-def check_nodes(ray, require_gpu: bool) -> list[str]:
-    """The machine checks (cnn_grader/preflight.py) on every alive Ray node."""
+def check_nodes(ray, require_gpu: bool, profile: str) -> list[str]:
+    """The machine checks (cnn_grader/preflight.py) for ``profile`` on every alive Ray node."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     remote = ray.remote(num_cpus=0)(_node_problems)
     refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-        node["NodeID"], soft=False)).remote(require_gpu)
+        node["NodeID"], soft=False)).remote(require_gpu, profile)
         for node in ray.nodes() if node.get("Alive")]
     return [f"{name}: {problem}" for name, found in ray.get(refs) for problem in found]
 
 
-def start_ray(address: str | None, workers: int):
-    """Join ``address`` (or RAY_ADDRESS), else start Ray here with ``workers`` CPUs
-    (``RAY_START_TRIES`` attempts: a busy machine can miss Ray's start-up deadline)."""
+def start_ray(address: str | None, workers: int, gpus: int | None = None):
+    """Join ``address`` (or RAY_ADDRESS), else start Ray here with ``workers`` CPUs and
+    ``gpus`` GPUs (None: those Ray finds), in ``RAY_START_TRIES`` attempts: a busy
+    machine can miss Ray's start-up deadline."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not address:
         site = str(Path(__file__).resolve().parent / "ray_site")
@@ -224,6 +240,8 @@ def start_ray(address: str | None, workers: int):
     import ray
 
     where = {"address": address} if address else {"num_cpus": workers}
+    if gpus is not None and not address:
+        where["num_gpus"] = gpus
     tries = 1 if address else RAY_START_TRIES
     for attempt in range(1, tries + 1):
         try:
@@ -237,17 +255,16 @@ def start_ray(address: str | None, workers: int):
 
 
 def fan_out(ray, course: Path, assignment: str, students: list[str], workers: int,
-            env: dict[str, str], gpus: float = 0.0, progress: bool = True
+            env: dict[str, str], training_tasks_on: bool = False, progress: bool = True
             ) -> tuple[list[Outcome], bool]:
     """Grade ``students`` with at most ``workers`` tasks in flight; returns the outcomes
     and whether Ctrl-C interrupted the run. A task whose worker died is retried
-    (``RETRIES``); its outcome counts its attempts."""
+    (``RETRIES``); its outcome counts its attempts. A student's task asks for no GPU:
+    with ``training_tasks_on`` its trainings do, each in a task of its own."""
     from tqdm.auto import tqdm
 
-    # max_calls=0: a worker grades student after student (also with GPUs, where Ray's
-    # default ends it after one task), so its warm forkserver is reused; the GPU memory
-    # belongs to each student's own process, which ends with the student.
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES, max_calls=0,
+    # max_calls=0: a worker grades student after student, so its warm forkserver is reused.
+    task = ray.remote(num_cpus=1, num_gpus=0, max_retries=RETRIES, max_calls=0,
                       retry_exceptions=False)(grade_student)
     entry = autograde_entry()
     waiting, running, outcomes = list(students), {}, []
@@ -259,8 +276,8 @@ def fan_out(ray, course: Path, assignment: str, students: list[str], workers: in
             while waiting and len(running) < workers:
                 student = waiting.pop(0)
                 attempts_path(course, assignment, student).unlink(missing_ok=True)
-                running[task.remote(str(course), assignment, student, entry,
-                                    env)] = student
+                running[task.remote(str(course), assignment, student, entry, env,
+                                    training_tasks_on)] = student
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
                 student = running.pop(ref)
@@ -357,6 +374,16 @@ def write_csv(run: ClassRun, path: Path) -> None:
         writer.writerows(rows[student] for student in sorted(rows))
 
 
+def class_profile(has_gpu: bool) -> str:
+    """The one profile every student of the run is graded with: ``CNN_COURSE_PROFILE``,
+    else ``full`` on a cluster with GPUs, else this machine's choice. A student's task
+    holds no GPU, so a node's own choice could differ from the others'."""
+    from cnn_course import get_profile
+
+    chosen = os.environ.get(PROFILE_ENV, "").strip()
+    return get_profile(chosen or ("full" if has_gpu else None)).name
+
+
 def torch_threads(address: str | None, workers: int) -> dict[str, str]:
     """On this machine, each student's torch uses its share of the cores (Ray would give
     it one thread: one worker on 2 cores would train at half the speed of sequential
@@ -368,9 +395,13 @@ def torch_threads(address: str | None, workers: int) -> dict[str, str]:
 
 def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: int = 1,
                 students: Sequence[str] | None = None, force: bool = False,
-                address: str | None = None, gpus_per_student: float | None = None,
+                address: str | None = None, gpus: int | None = None,
                 progress: bool = True) -> ClassRun:
-    """Grade every submitted student of ``assignment`` (or ``students``) left to grade."""
+    """Grade every submitted student of ``assignment`` (or ``students``) left to grade.
+
+    Where the Ray cluster has GPUs (``gpus``: how many Ray manages on this machine,
+    None: those it finds), the accuracy part's trainings run as Ray tasks with each
+    model's GPU share (cnn_grader/training_tasks.py)."""
     from cnn_grader import gradebook
     from cnn_grader.preflight import refusal
     from cnn_grader.unreadable import set_aside_unreadable
@@ -404,19 +435,20 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
     if not todo:
         return run
     start = time.perf_counter()
-    ray = start_ray(address, workers)
+    ray = start_ray(address, workers, gpus)
     try:
-        problems = check_nodes(ray, require_gpu)
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        profile = class_profile(has_gpu)
+        problems = check_nodes(ray, require_gpu, profile)
         if problems:
             raise SystemExit("a Ray node cannot grade yet, nobody was graded:\n  - "
                              + "\n  - ".join(problems))
-        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        gpus = gpus_per_student if gpus_per_student is not None else (0.5 if has_gpu else 0)
-        env = {"NBGRADER_DB_URL": url,
+        env = {"NBGRADER_DB_URL": url, PROFILE_ENV: profile,
                "PATH": venv_first(os.environ.get("PATH", "")),
                **torch_threads(address, workers)}
         run.outcomes, run.interrupted = fan_out(ray, course, assignment, todo, workers, env,
-                                                gpus=gpus, progress=progress)
+                                                training_tasks_on=has_gpu,
+                                                progress=progress)
     finally:
         ray.shutdown()
     run.wall_seconds = time.perf_counter() - start
@@ -438,11 +470,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="grade again students an earlier run graded")
     parser.add_argument("--address", help="a Ray cluster to join (default: RAY_ADDRESS, "
                                           "else Ray on this machine)")
-    parser.add_argument("--gpus-per-student", type=float, default=None,
-                        help="GPU share of one student's task (default 0.5 on GPU clusters)")
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="GPUs Ray uses on this machine (default: those it finds); "
+                             "with GPUs, trainings run as Ray tasks with each model's share")
     args = parser.parse_args(argv)
     run = grade_class(args.course, args.assignment, args.workers, args.students, args.force,
-                      args.address, args.gpus_per_student)
+                      args.address, args.gpus)
     print(table(run))
     report = args.course.resolve() / "logs" / args.assignment / "classrun.csv"
     write_csv(run, report)

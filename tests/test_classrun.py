@@ -104,6 +104,20 @@ def test_students_share_this_machines_cores_and_keep_rays_one_thread_on_a_cluste
     assert classrun.torch_threads(None, 2) == {}
 
 
+def test_every_student_of_a_run_is_graded_with_one_profile(monkeypatch):
+    # kills: each node choosing by its own device (a student's task holds no GPU, so a
+    # node without one would grade with cpu while the others use full), the
+    # instructor's CNN_COURSE_PROFILE overridden
+    monkeypatch.delenv(classrun.PROFILE_ENV, raising=False)
+    assert classrun.class_profile(has_gpu=True) == "full"
+    assert classrun.class_profile(has_gpu=False) == "cpu"  # this machine has no GPU
+    monkeypatch.setenv(classrun.PROFILE_ENV, "ci")
+    assert classrun.class_profile(has_gpu=True) == "ci"
+    monkeypatch.setenv(classrun.PROFILE_ENV, "fast")
+    with pytest.raises(ValueError, match="unknown run profile 'fast'"):
+        classrun.class_profile(has_gpu=True)
+
+
 def test_sqlite_with_several_workers_and_unknown_students_are_refused(tmp_path, fake_nbgrader):
     course = make_course(tmp_path / "course", {"ada": "ok"})
     with pytest.raises(SystemExit, match="PostgreSQL"):
@@ -137,6 +151,37 @@ def test_the_table_and_csv_keep_every_student(tmp_path):
 
 
 # --- on Ray ------------------------------------------------------------------------------
+def test_on_a_gpu_cluster_the_checks_train_in_ray_tasks_with_the_models_share(
+        tmp_path, fake_nbgrader, monkeypatch):
+    """Ray with one (logical) GPU: each student's checks send their training to a Ray
+    task holding VGG16's share, which trains the network once for two students and
+    answers the second from the cache; without a GPU the training stays in the student's
+    process."""
+    # kills: the socket's environment not given to the nbgrader process, a cluster's GPUs
+    # not noticed (or noticed where there are none), the answer's counters lost
+    import pickle
+
+    from cnn_grader import training_cache
+    from test_training_cache import Tiny, small
+
+    monkeypatch.setenv(training_cache.ENV, str(tmp_path / "cache"))
+    course = make_course(tmp_path / "course", {"ada": "train", "bob": "train"})
+    for student in ("ada", "bob"):
+        (course / "plan" / f"{student}.graph").write_bytes(pickle.dumps(small(Tiny)))
+    run = classrun.grade_class(course, gpus=1, progress=False)
+    found = {o.student: o for o in run.outcomes}
+    assert all(o.graded for o in found.values()), classrun.table(run)
+    assert [(found[s].cached, found[s].trained) for s in ("ada", "bob")] == [(0, 1), (1, 0)]
+    logs = {s: classrun.log_path(course, ASSIGNMENT, s).read_text() for s in ("ada", "bob")}
+    assert "vgg16 trained in a Ray task holding 1 GPU" in logs["ada"], logs["ada"]
+    assert "vgg16 read from the cache in a Ray task holding 1 GPU" in logs["bob"], logs["bob"]
+
+    monkeypatch.setenv(training_cache.ENV, str(tmp_path / "another-cache"))
+    again = classrun.grade_class(course, students=["ada"], force=True, gpus=0, progress=False)
+    assert again.outcomes[0].trained == 1, classrun.table(again)
+    assert "Ray task" not in classrun.log_path(course, ASSIGNMENT, "ada").read_text()
+
+
 
 def test_faults_at_class_scale(tmp_path, fake_nbgrader, postgres_url, monkeypatch):
     """Two workers, a PostgreSQL gradebook: a killed worker's student is retried and

@@ -23,7 +23,7 @@ from cnn_grader.netgraph.description import Graph, Inventory, Node, Ref
 from cnn_grader.netgraph.rebuild import NotRebuildable, Rebuilt
 from cnn_grader.netgraph.analysis import MAX_POOLS
 from cnn_grader.netgraph.words import short_class
-from cnn_grader import training_cache
+from cnn_grader import training_cache, training_tasks
 from cnn_grader.environment import REQUIRE_GPU_ENV, gpu_required
 
 from .recipes import GradingRecipe, grading_recipe
@@ -360,7 +360,11 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     Returns (loss on the training images before, after, test accuracy, seconds). A
     network that computes what an earlier one computed gets the earlier result, seconds
     included, from the training cache (``cnn_grader.training_cache``, where one is set).
+    Under ``classrun`` on GPUs this very function runs in a Ray task with the model's GPU
+    share (``cnn_grader.training_tasks``).
     """
+    if training_tasks.configured():
+        return training_tasks.request(spec.key, small, profile, seed)
     cuda = torch.cuda.is_available()
     if gpu_required() and not cuda:
         raise RuntimeError(f"{REQUIRE_GPU_ENV} is set but no CUDA GPU is visible")
