@@ -135,8 +135,10 @@ def code_version() -> str:
 def key(graph: Graph, model: str, profile: str, plan: GradingRecipe, seed: int | None,
         device: str) -> str:
     """The cache key of training ``graph`` for ``model`` under ``profile`` with ``plan``
-    (the grading recipe), ``seed`` (None: the recipe's) on ``device`` ("cuda"/"cpu")."""
+    (the grading recipe), ``seed`` (None: the recipe's, which trains alike and so gets
+    the same key) on ``device`` ("cuda"/"cpu")."""
     recipe = repr([(f.name, getattr(plan, f.name)) for f in fields(plan)])
+    seed = plan.recipe.seed if seed is None else seed
     parts = [canonical(graph), code_version(), model, profile, recipe, repr(seed), device,
              torch.__version__]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

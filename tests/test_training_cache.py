@@ -239,6 +239,14 @@ def test_the_key_holds_profile_seed_device_and_model(changed):
                               args["device"]) != training_cache.key(graph, plan=plan, **base)
 
 
+def test_the_recipes_own_seed_named_or_not_has_one_key():
+    # kills: seed=None and the recipe's seed (what calibration passes) keyed apart, which
+    # trains the same network twice
+    plan = grading_recipe("vgg16", "ci")
+    assert key_of(small(Tiny), seed=None) == key_of(small(Tiny), seed=plan.recipe.seed)
+    assert key_of(small(Tiny), seed=None) != key_of(small(Tiny), seed=plan.recipe.seed + 1)
+
+
 def test_the_key_holds_torchs_version(monkeypatch):
     # kills: torch's version left out
     before = key_of(small(Tiny))
