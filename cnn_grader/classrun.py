@@ -34,8 +34,9 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -50,6 +51,7 @@ MARKER = ".classrun-graded"  # beside the autograded notebook: what was graded
 RAY_START_TRIES = 3
 RETRIES = 2  # a task whose Ray worker died is run again this many times
 CANCEL_GRACE_SECONDS = 10.0
+WAIT_SECONDS = 0.5  # how often the run looks for Ctrl-C while students are graded
 PHASES = re.compile(
     r"graded with profile (?P<profile>\w+): kernel (?P<kernel>[\d.]+|nan) s and description "
     r"(?P<description>[\d.]+) s .*?hidden checks (?P<checks>[\d.]+) s; (?P<passed>\d+) of "
@@ -272,24 +274,43 @@ def fan_out(ray, course: Path, assignment: str, students: list[str], workers: in
                desc=f"grading {assignment}")
     interrupted = False
     try:
-        while waiting or running:
-            while waiting and len(running) < workers:
-                student = waiting.pop(0)
-                attempts_path(course, assignment, student).unlink(missing_ok=True)
-                running[task.remote(str(course), assignment, student, entry, env,
-                                    training_tasks_on)] = student
-            done, _ = ray.wait(list(running), num_returns=1)
-            for ref in done:
-                student = running.pop(ref)
-                outcomes.append(_result(ray, ref, student, course, assignment))
-                bar.set_postfix_str(student)
-                bar.update(1)
-    except KeyboardInterrupt:
+        with ctrl_c_noted() as pressed:
+            while (waiting or running) and not pressed.is_set():
+                while waiting and len(running) < workers:
+                    student = waiting.pop(0)
+                    attempts_path(course, assignment, student).unlink(missing_ok=True)
+                    running[task.remote(str(course), assignment, student, entry, env,
+                                        training_tasks_on)] = student
+                done, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_SECONDS)
+                for ref in done:
+                    student = running.pop(ref)
+                    outcomes.append(_result(ray, ref, student, course, assignment))
+                    bar.set_postfix_str(student)
+                    bar.update(1)
+            interrupted = pressed.is_set()
+    except KeyboardInterrupt:  # pressed before the handler was in place
         interrupted = True
-        _cancel(ray, list(running))
     finally:
         bar.close()
+    if interrupted:
+        _cancel(ray, list(running))
     return outcomes, interrupted
+
+
+@contextlib.contextmanager
+def ctrl_c_noted() -> Iterator[threading.Event]:
+    """While the block runs, Ctrl-C (SIGINT) sets the yielded event instead of raising
+    KeyboardInterrupt, which Ray can swallow when it lands in its own callbacks (the run
+    then waited for every student); the caller checks the event between waits."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _result(ray, ref, student: str, course: Path, assignment: str) -> Outcome:

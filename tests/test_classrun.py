@@ -118,6 +118,20 @@ def test_every_student_of_a_run_is_graded_with_one_profile(monkeypatch):
         classrun.class_profile(has_gpu=True)
 
 
+def test_ctrl_c_during_the_run_is_noted_not_raised_and_the_handler_is_put_back():
+    # kills: Ctrl-C left to raise KeyboardInterrupt inside Ray's waits (Ray can swallow
+    # it, and the run then waits for every student), the instructor's handler not restored
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with classrun.ctrl_c_noted() as pressed:
+            assert not pressed.is_set()
+            os.kill(os.getpid(), signal.SIGINT)
+            assert pressed.wait(5)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C raised KeyboardInterrupt during the run")
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_sqlite_with_several_workers_and_unknown_students_are_refused(tmp_path, fake_nbgrader):
     course = make_course(tmp_path / "course", {"ada": "ok"})
     with pytest.raises(SystemExit, match="PostgreSQL"):
