@@ -12,7 +12,8 @@ three times, each from nothing (no gradebook rows, an empty training cache):
 
 1. sequential `nbgrader autograde` with the training cache off (grading before the cache);
 2. `python -m cnn_grader.classrun --workers 1`;
-3. `python -m cnn_grader.classrun --workers 2` (``--workers`` picks these runs).
+3. `python -m cnn_grader.classrun --workers 2` (``--workers`` picks these runs; ``--gpus``
+   is passed on to them).
 
 Each run's busy CPU time is the whole machine's (``/proc/stat``), so nothing else should
 run meanwhile; the sequential run's bounds what any number of workers can reach on this
@@ -247,7 +248,7 @@ def sequential(course: Path) -> dict:
             "training_seconds": sum(float(m["training"] or 0) for m in found)}
 
 
-def parallel(course: Path, url: str, workers: int) -> dict:
+def parallel(course: Path, url: str, workers: int, gpus: int | None = None) -> dict:
     import csv
 
     from cnn_grader.gradebook import points
@@ -257,7 +258,9 @@ def parallel(course: Path, url: str, workers: int) -> dict:
     times: dict = {}
     with measured(times):
         result = subprocess.run([sys.executable, "-m", "cnn_grader.classrun", "--course",
-                                 str(course), "--workers", str(workers)], cwd=ROOT, env=env,
+                                 str(course), "--workers", str(workers),
+                                 *(["--gpus", str(gpus)] if gpus is not None else [])],
+                                cwd=ROOT, env=env,
                                 capture_output=True, text=True)
     with open(course / "logs" / ASSIGNMENT / "classrun.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -312,6 +315,9 @@ def main() -> None:
     parser.add_argument("--correct", type=int, help="a class where this many students wrote "
                         "the reference, each in a spelling of their own, and the others "
                         "the end-to-end test's defects (default: the mixed class above)")
+    parser.add_argument("--gpus", type=int, help="classrun's --gpus: GPUs Ray may use here "
+                        "(on a machine without one, logical GPUs: the trainings go through "
+                        "Ray tasks with the models' shares and run on the CPU)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cnn-class-") as scratch:
@@ -323,11 +329,12 @@ def main() -> None:
             for workers in args.workers:
                 copy_ = fresh_copy(course, Path(scratch) / f"workers{workers}")
                 runs[f"classrun, {workers} worker{'s' * (workers > 1)}"] = run = parallel(
-                    copy_, create(f"class_benchmark_{workers}"), workers)
+                    copy_, create(f"class_benchmark_{workers}"), workers, args.gpus)
                 print(f"{workers} worker(s):", f"{run['wall_seconds']:.0f} s", flush=True)
     text = report(runs, expected)
     (args.out / "results.json").write_text(json.dumps(
-        {"students": args.students, "correct": args.correct, "machine": os.uname().nodename,
+        {"students": args.students, "correct": args.correct, "gpus": args.gpus,
+         "machine": os.uname().nodename,
          "cpus": os.cpu_count(), "profile": os.environ["CNN_COURSE_PROFILE"],
          "expected": expected, "runs": runs}, indent=1))
     (args.out / "results.md").write_text(text + "\n")
