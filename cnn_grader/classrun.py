@@ -220,13 +220,16 @@ def _node_problems(require_gpu: bool, profile: str) -> tuple[str, list[str]]:
 
 
 def check_nodes(ray, require_gpu: bool, profile: str) -> list[str]:
-    """The machine checks (cnn_grader/preflight.py) for ``profile`` on every alive Ray node."""
+    """The machine checks (cnn_grader/preflight.py) for ``profile`` on every alive Ray node
+    that can run a student's task (a CPU; a head node started with ``--num-cpus=0``
+    grades nobody and is not checked)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     remote = ray.remote(num_cpus=0)(_node_problems)
     refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         node["NodeID"], soft=False)).remote(require_gpu, profile)
-        for node in ray.nodes() if node.get("Alive")]
+        for node in ray.nodes()
+        if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) >= 1]
     return [f"{name}: {problem}" for name, found in ray.get(refs) for problem in found]
 
 

@@ -118,6 +118,30 @@ def test_every_student_of_a_run_is_graded_with_one_profile(monkeypatch):
         classrun.class_profile(has_gpu=True)
 
 
+def test_the_machine_checks_run_on_every_node_that_can_grade_a_student():
+    # kills: a node left out; a head node without CPUs (it grades nobody, and on a GPU
+    # cluster often has no GPU) checked, which would refuse the whole run; the run's
+    # profile not passed to the nodes
+    from types import SimpleNamespace
+
+    worker, head, dead = "a" * 56, "b" * 56, "c" * 56
+    nodes = [{"NodeID": worker, "Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}},
+             {"NodeID": head, "Alive": True, "Resources": {"memory": 1e9}},
+             {"NodeID": dead, "Alive": False, "Resources": {"CPU": 8.0}}]
+
+    class Remote:
+        def options(self, scheduling_strategy):
+            self.node = scheduling_strategy.node_id
+            return self
+
+        def remote(self, require_gpu, profile):
+            return self.node[0], [f"profile {profile}, GPU required: {require_gpu}"]
+    fake = SimpleNamespace(nodes=lambda: nodes, remote=lambda **_: lambda _f: Remote(),
+                           get=list)
+    assert classrun.check_nodes(fake, True, "full") == [
+        "a: profile full, GPU required: True"]
+
+
 def test_ctrl_c_during_the_run_is_noted_not_raised_and_the_handler_is_put_back():
     # kills: Ctrl-C left to raise KeyboardInterrupt inside Ray's waits (Ray can swallow
     # it, and the run then waits for every student), the instructor's handler not restored
