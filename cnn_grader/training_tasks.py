@@ -149,7 +149,6 @@ def request(model: str, graph, profile: str, seed: int | None) -> tuple[float, f
         raise RuntimeError(f"the Ray task training {model} failed: {answer[0]}")
     result, cached, seconds, gpus = answer
     training_cache.record(cached, seconds)
-    log.info("%s %s in a Ray task holding %g GPU (%.1f s with the wait)",
-                            model, "read from the cache" if cached else "trained", gpus,
-                            time.perf_counter() - start)
+    log.info("%s %s in a Ray task holding %g GPU (%.1f s with the wait)", model,
+             "read from the cache" if cached else "trained", gpus, time.perf_counter() - start)
     return tuple(result)  # type: ignore[return-value]
