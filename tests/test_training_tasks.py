@@ -49,6 +49,18 @@ def test_a_training_the_student_cannot_pass_returns_their_message(tmp_path, monk
     assert training_tasks.ADDRESS_ENV not in os.environ
 
 
+def test_the_checks_send_their_training_when_a_socket_is_configured(monkeypatch):
+    # kills: the dispatch left out of checks.trained (under classrun on GPUs the network
+    # would train in the student's process, on a GPU share it does not hold)
+    sent = []
+    monkeypatch.setenv(training_tasks.ADDRESS_ENV, "/nowhere/socket")
+    monkeypatch.setattr(training_tasks, "request",
+                        lambda *args: sent.append(args) or (2.0, 1.0, 0.5, 3.0))
+    monkeypatch.setattr(checks, "fit", lambda *a, **k: pytest.fail("trained in the process"))
+    assert checks.trained(VGG, small(Tiny), "ci", 3) == (2.0, 1.0, 0.5, 3.0)
+    assert sent == [("vgg16", small(Tiny), "ci", 3)]
+
+
 # ----------------------------------------------------------------------------- on Ray
 @pytest.fixture(scope="module")
 def ray_with_a_gpu():
