@@ -57,7 +57,6 @@ PHASES = re.compile(
     r"(?P<description>[\d.]+) s .*?hidden checks (?P<checks>[\d.]+) s; (?P<passed>\d+) of "
     r"(?P<parts>\d+) parts passed(?:; training: (?P<cached>\d+) cached, (?P<trained>\d+) "
     r"trained(?: in (?P<training>[\d.]+) s)?)?")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ERROR_LINE = re.compile(r"\[\w+ \| (ERROR|CRITICAL)\]|^\w*Error: |^SystemExit")
 
 
@@ -327,9 +326,8 @@ def _result(ray, ref, student: str, course: Path, assignment: str) -> Outcome:
                        reason=f"the Ray worker grading this student died {RETRIES + 1} "
                               f"times (last log: {log_path(course, assignment, student)})")
     except RayError as error:  # the task itself raised: the last line says what
-        lines = [line for line in ANSI.sub("", str(error)).splitlines() if line.strip()]
-        return Outcome(student, graded=False,
-                       reason=f"the grading task failed: {(lines or ['?'])[-1][:300]}")
+        what = training_tasks.ray_error_line(error) or "?"
+        return Outcome(student, graded=False, reason=f"the grading task failed: {what[:300]}")
     return outcome
 
 

@@ -112,16 +112,17 @@ def _answer_requests(listener: Listener, remote, ray) -> None:
                 model, *arguments = connection.recv()
                 answer = ray.get(remote.options(**task_options(model)).remote(model, *arguments))
             except Exception as error:  # noqa: BLE001 (every failure goes back as the grader's)
-                answer = ("error", _what_failed(error))
+                answer = ("error", (ray_error_line(error) or type(error).__name__)[:500])
             with contextlib.suppress(OSError):
                 connection.send(answer)
 
 
-def _what_failed(error: Exception) -> str:
-    """The last line of ``error`` (a Ray task's error carries its whole traceback)."""
+def ray_error_line(error: Exception) -> str:
+    """The last non-blank line of ``error``'s text, without terminal colours ("" if none):
+    what failed, where a Ray task's error carries its whole coloured traceback."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:500]
+    return lines[-1] if lines else ""
 
 
 # ----------------------------------------------------------------------------- nbgrader
