@@ -147,13 +147,13 @@ def reason_from_log(text: str, returncode: int) -> str:
 
 
 def grade_student(course: str, assignment: str, student: str, entry: str,
-                  env: dict[str, str], training_tasks_on: bool = False) -> Outcome:
+                  env: dict[str, str], training_device: str | None = None) -> Outcome:
     """Grade one student in a process of its own and read the phases from its log.
 
     The process is forked from a warm one (cnn_grader/autograde_fork.py), in a session of
     its own, and dies with its parent; its whole group is killed when this function is
-    interrupted, so a cancelled or killed task leaves no kernel or sandbox behind. With
-    ``training_tasks_on`` its checks train in Ray tasks with GPU shares
+    interrupted, so a cancelled or killed task leaves no kernel or sandbox behind. With a
+    ``training_device`` its checks train in Ray tasks with GPU shares, on that device
     (cnn_grader/training_tasks.py)."""
     folder = Path(course)
     log = log_path(folder, assignment, student)
@@ -165,10 +165,10 @@ def grade_student(course: str, assignment: str, student: str, entry: str,
     log.write_text("")
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if training_tasks_on:
+        if training_device:
             import ray
 
-            env = {**env, **stack.enter_context(training_tasks.serve(ray))}
+            env = {**env, **stack.enter_context(training_tasks.serve(ray, training_device))}
         process = autograde_fork.start(entry, autograde_argv(assignment, student),
                                        str(folder), {**os.environ, **env}, str(log))
         try:
@@ -259,12 +259,12 @@ def start_ray(address: str | None, workers: int, gpus: int | None = None):
 
 
 def fan_out(ray, course: Path, assignment: str, students: list[str], workers: int,
-            env: dict[str, str], training_tasks_on: bool = False, progress: bool = True
+            env: dict[str, str], training_device: str | None = None, progress: bool = True
             ) -> tuple[list[Outcome], bool]:
     """Grade ``students`` with at most ``workers`` tasks in flight; returns the outcomes
     and whether Ctrl-C interrupted the run. A task whose worker died is retried
     (``RETRIES``); its outcome counts its attempts. A student's task asks for no GPU:
-    with ``training_tasks_on`` its trainings do, each in a task of its own."""
+    with a ``training_device`` its trainings do, each in a task of its own."""
     from tqdm.auto import tqdm
 
     # max_calls=0: a worker grades student after student, so its warm forkserver is reused.
@@ -282,7 +282,7 @@ def fan_out(ray, course: Path, assignment: str, students: list[str], workers: in
                     student = waiting.pop(0)
                     attempts_path(course, assignment, student).unlink(missing_ok=True)
                     running[task.remote(str(course), assignment, student, entry, env,
-                                        training_tasks_on)] = student
+                                        training_device)] = student
                 done, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_SECONDS)
                 for ref in done:
                     student = running.pop(ref)
@@ -465,11 +465,12 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
         if problems:
             raise SystemExit("a Ray node cannot grade yet, nobody was graded:\n  - "
                              + "\n  - ".join(problems))
+        device = training_tasks.probe_device(ray) if has_gpu else None
         env = {"NBGRADER_DB_URL": url, PROFILE_ENV: profile,
                "PATH": venv_first(os.environ.get("PATH", "")),
                **torch_threads(address, workers)}
         run.outcomes, run.interrupted = fan_out(ray, course, assignment, todo, workers, env,
-                                                training_tasks_on=has_gpu,
+                                                training_device=device,
                                                 progress=progress)
     finally:
         ray.shutdown()

@@ -62,17 +62,6 @@ def add_training(spent: float) -> None:
     seconds += spent
 
 
-def record(cached: bool, spent: float) -> None:
-    """Count a lookup answered elsewhere (a Ray training task): a hit, or a miss and the
-    ``spent`` seconds of its training."""
-    global hits, misses
-    if cached:
-        hits += 1
-    else:
-        misses += 1
-        add_training(spent)
-
-
 def reset() -> None:
     """Set the counters back to zero."""
     global hits, misses, seconds

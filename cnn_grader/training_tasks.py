@@ -2,17 +2,18 @@
 
 On a Ray cluster with GPUs, ``classrun``'s student tasks ask for no GPU: their kernel,
 description and checks are CPU work, so as many students run at once as there are
-workers. When the checks of a student must train a network (``checks.trained``), the
-nbgrader process sends the request to its student task through a local socket
-(``serve``; the address and key are in the nbgrader process's environment, which the
-student's sandboxed code never sees). The student task submits ``run_training`` as a
-Ray task with ``GPU_SHARES[model]`` of a GPU and sends the answer back.
+workers. Before the fan-out, ``probe_device`` asks one GPU task which device a training
+task trains on. ``checks.trained`` in a student's nbgrader process looks the network up
+in the training cache and holds its lock, as sequential grading does; only when it must
+train does it send the request to its student task through a local socket (``serve``;
+the address and key are in the nbgrader process's environment, which the student's
+sandboxed code never sees). The student task submits ``run_training`` as a Ray task with
+``GPU_SHARES[model]`` of a GPU and sends the answer back, and the nbgrader process
+stores it. A network the cache knows, or one another worker is training, holds no GPU.
 
-``run_training`` calls the very ``checks.trained`` that sequential grading calls, with
-the same cache folder: the same key, the same lock, the same entry. A network the
-cache knows costs no GPU time; a failure that is the student's (the grader's recipe
-cannot train the network) comes back as their message; anything else is the grader's
-own error, so no student gets a zero for it.
+A failure that is the student's (the grader's recipe cannot train the network) comes
+back as their message; anything else is the grader's own error, so no student gets a
+zero for it.
 """
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ from collections.abc import Iterator
 from multiprocessing.connection import Client, Listener
 from typing import Any
 
-from cnn_grader.environment import REQUIRE_GPU_ENV, environment_set
+from cnn_grader.environment import gpu_required
 
 ADDRESS_ENV = "CNN_GRADER_TRAINING_SOCKET"
 AUTHKEY_ENV = "CNN_GRADER_TRAINING_AUTHKEY"
+DEVICE_ENV = "CNN_GRADER_TRAINING_DEVICE"  # "cuda" or "cpu": what probe_device found
 # Measured (docs/grading-a-class.md, scripts/benchmark_gpu_share.py, H200): two AlexNet
 # trainings on one GPU keep 0.99 of one training's throughput, so two share a GPU and a
 # student's CPU phases overlap the other's training; VGG16 trains alone.
@@ -54,37 +56,55 @@ def task_options(model: str) -> dict[str, Any]:
             "retry_exceptions": False}
 
 
+# ----------------------------------------------------------------------------- before the fan-out
+def probe_device(ray) -> str:
+    """The device a training task trains on, as a task with the smallest GPU share sees
+    it: "cuda", or "cpu" where Ray's GPUs are logical ones (the tests on a CPU)."""
+    probe = ray.remote(_visible_device).options(num_gpus=min(GPU_SHARES.values()),
+                                                num_cpus=0)
+    return ray.get(probe.remote())
+
+
+def _visible_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 # ----------------------------------------------------------------------------- the training task
-def run_training(model: str, graph, profile: str, seed: int | None, cache: str,
+def run_training(model: str, graph, profile: str, seed: int | None, device: str,
                  require_gpu: bool) -> tuple:
-    """``checks.trained`` in a Ray worker, with the nbgrader process's cache folder and GPU
-    requirement. Returns ("ok", result, cached, seconds trained, GPUs held) or ("fail",
-    the student's message)."""
-    from cnn_grader import training_cache
-    from cnn_grader.hidden_checks import checks
-    from cnn_grader.paper import get_spec
+    """``checks.train_once`` in a Ray worker, on ``device`` (the nbgrader process keyed
+    its cache entry by it, so a worker that sees another device is the grader's error).
+    Returns ("ok", result, seconds, GPUs held) or ("fail", the student's message,
+    seconds)."""
+    import torch
 
     import ray
+    from cnn_grader.hidden_checks import checks
+    from cnn_grader.hidden_checks.recipes import grading_recipe
+    from cnn_grader.paper import get_spec
 
-    wanted = {training_cache.ENV: cache, REQUIRE_GPU_ENV: "1" if require_gpu else "",
-              ADDRESS_ENV: ""}  # here the training runs, it is not sent on
-    with environment_set(wanted):
-        hits, _misses = training_cache.counts()
-        spent = training_cache.training_seconds()
-        try:
-            result = checks.trained(get_spec(model), graph, profile, seed)
-        except AssertionError as failed:  # checks.fail: the student's, not a crash
-            return ("fail", str(failed))
-        cached = training_cache.counts()[0] > hits
-        gpus = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
-        return ("ok", result, cached, training_cache.training_seconds() - spent, gpus)
+    here = checks.training_device(profile, torch.cuda.is_available(), require_gpu)
+    if here.type != device:
+        raise RuntimeError(f"the Ray worker on {os.uname().nodename} trains on {here.type}, "
+                           f"not on {device} as the run's probe found")
+    start = time.perf_counter()
+    try:
+        result = checks.train_once(get_spec(model), graph, grading_recipe(model, profile),
+                                   profile, seed, here)
+    except AssertionError as failed:  # checks.fail: the student's, not a crash
+        return ("fail", str(failed), time.perf_counter() - start)
+    gpus = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+    return ("ok", result, time.perf_counter() - start, gpus)
 
 
 # ----------------------------------------------------------------------------- the student's task
 @contextlib.contextmanager
-def serve(ray, train=run_training) -> Iterator[dict[str, str]]:
+def serve(ray, device: str, train=run_training) -> Iterator[dict[str, str]]:
     """Answer training requests with ``train`` run as a Ray task, while the block runs;
-    yields the environment that lets an nbgrader process send them (``request``)."""
+    yields the environment that lets an nbgrader process send them (``request``) and
+    says that they train on ``device`` (``probe_device``)."""
     folder = tempfile.mkdtemp(prefix="cnn-training-")
     address = os.path.join(folder, "socket")
     authkey = secrets.token_bytes(32)
@@ -94,7 +114,7 @@ def serve(ray, train=run_training) -> Iterator[dict[str, str]]:
                               name="training-requests", daemon=True)
     thread.start()
     try:
-        yield {ADDRESS_ENV: address, AUTHKEY_ENV: authkey.hex()}
+        yield {ADDRESS_ENV: address, AUTHKEY_ENV: authkey.hex(), DEVICE_ENV: device}
     finally:
         listener.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -131,25 +151,32 @@ def configured() -> bool:
     return bool(os.environ.get(ADDRESS_ENV))
 
 
-def request(model: str, graph, profile: str, seed: int | None) -> tuple[float, float, float, float]:
-    """Train ``graph`` (the rebuilt (1, 10) network of ``model``) in a Ray task, as
-    ``checks.trained`` would here; counts the answer in this process's cache counters."""
+def device() -> str:
+    """The device the Ray tasks train on ("cuda" or "cpu"), as ``serve`` was told."""
+    return os.environ.get(DEVICE_ENV, "")
+
+
+def request(model: str, graph, profile: str, seed: int | None, device: str
+            ) -> tuple[float, float, float, float]:
+    """Train ``graph`` (the rebuilt (1, 10) network of ``model``) on ``device`` in a Ray
+    task, as ``checks.train_once`` would here; adds the training's seconds to this
+    process's cache counters."""
     from cnn_grader import training_cache  # imports torch: not where classrun imports this
-    from cnn_grader.environment import gpu_required
     from cnn_grader.hidden_checks.checks import fail  # checks imports this module
 
     start = time.perf_counter()
     authkey = bytes.fromhex(os.environ[AUTHKEY_ENV])
     with Client(os.environ[ADDRESS_ENV], family="AF_UNIX", authkey=authkey) as connection:
-        connection.send((model, graph, profile, seed, os.environ.get(training_cache.ENV, ""),
-                         gpu_required()))
+        connection.send((model, graph, profile, seed, device, gpu_required()))
         status, *answer = connection.recv()
     if status == "fail":
-        fail(answer[0])
+        message, seconds = answer
+        training_cache.add_training(seconds)
+        fail(message)
     if status != "ok":
         raise RuntimeError(f"the Ray task training {model} failed: {answer[0]}")
-    result, cached, seconds, gpus = answer
-    training_cache.record(cached, seconds)
-    log.info("%s %s in a Ray task holding %g GPU (%.1f s with the wait)", model,
-             "read from the cache" if cached else "trained", gpus, time.perf_counter() - start)
+    result, seconds, gpus = answer
+    training_cache.add_training(seconds)
+    log.info("%s trained in a Ray task holding %g GPU (%.1f s with the wait)", model, gpus,
+             time.perf_counter() - start)
     return tuple(result)  # type: ignore[return-value]

@@ -475,7 +475,7 @@ def test_training_reads_the_graded_profiles_own_images(monkeypatch):
     monkeypatch.setattr(checks, "load_split", split)
     monkeypatch.setattr(checks, "fit", lambda *a, **k: SimpleNamespace(test_acc=[0.5]))
     plan = recipes.grading_recipe("alexnet", "cpu")
-    result = checks._train(ALEX, graph(AlexNetRef, 1, 10, 67), plan, "cpu", 0,
+    result = checks.train_once(ALEX, graph(AlexNetRef, 1, 10, 67), plan, "cpu", 0,
                            torch.device("cpu"))
     assert calls == [(True, "cpu"), (False, "cpu")]
     assert result[2] == 0.5
@@ -491,7 +491,7 @@ def test_training_runs_on_the_gpu_where_there_is_one(monkeypatch):
         return 2.30, 2.20, 0.5, 1.0
 
     monkeypatch.setattr(checks.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(checks, "_train", train)
+    monkeypatch.setattr(checks, "train_once", train)
     monkeypatch.setattr(checks.training_cache, "claimed", lambda key: nullcontext(None))
     monkeypatch.setattr(checks.training_cache, "store", lambda key, result: None)
     assert checks.trained(ALEX, graph(AlexNetRef, 1, 10, 67), "cpu") == (2.30, 2.20, 0.5, 1.0)

@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -33,32 +34,80 @@ def test_each_model_asks_for_its_measured_gpu_share():
         training_tasks.task_options("lenet")
 
 
-def test_a_training_the_student_cannot_pass_returns_their_message(tmp_path, monkeypatch):
+def test_a_training_the_student_cannot_pass_returns_their_message(monkeypatch):
     # kills: the check's AssertionError left to Ray, which would make it the grader's
     # crash (the student ungraded) instead of the student's feedback
     def broken(*args, **kwargs):
         raise ValueError("shapes do not match")
     monkeypatch.setattr(checks, "fit", broken)
-    monkeypatch.setenv(training_cache.ENV, "/somewhere/else")
-    monkeypatch.delenv(training_tasks.ADDRESS_ENV, raising=False)
-    status, message = training_tasks.run_training("vgg16", small(Tiny), "ci", None,
-                                                  str(tmp_path), False)
+    status, message, seconds = training_tasks.run_training("vgg16", small(Tiny), "ci", None,
+                                                           "cpu", False)
     assert status == "fail" and "raised ValueError: shapes do not match" in message
-    # the worker's environment as it was before the task (the next task is another's)
-    assert os.environ[training_cache.ENV] == "/somewhere/else"
-    assert training_tasks.ADDRESS_ENV not in os.environ
+    assert seconds > 0
 
 
-def test_the_checks_send_their_training_when_a_socket_is_configured(monkeypatch):
-    # kills: the dispatch left out of checks.trained (under classrun on GPUs the network
-    # would train in the student's process, on a GPU share it does not hold)
+def test_a_worker_that_trains_elsewhere_than_the_probe_found_is_the_graders_error(monkeypatch):
+    # kills: a task that trains on its own device (its result stored under the key of
+    # another device), a required GPU not checked in the task
+    monkeypatch.setattr(checks, "fit", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(RuntimeError, match="trains on cpu, not on cuda as the run's probe"):
+        training_tasks.run_training("alexnet", small(Tiny), "ci", None, "cuda", False)
+    with pytest.raises(RuntimeError, match="CNN_GRADER_REQUIRE_GPU is set"):
+        training_tasks.run_training("alexnet", small(Tiny), "ci", None, "cpu", True)
+    with pytest.raises(RuntimeError, match="full grading profile needs a CUDA GPU"):
+        training_tasks.run_training("alexnet", small(Tiny), "full", None, "cpu", False)
+
+
+@pytest.fixture
+def sending(tmp_path, monkeypatch):
+    """An nbgrader process configured to send its trainings (the socket is never used:
+    ``request`` is replaced), with a cache folder; yields the list of what it sent."""
     sent = []
+    monkeypatch.setenv(training_cache.ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(training_tasks.ADDRESS_ENV, "/nowhere/socket")
+    monkeypatch.setenv(training_tasks.DEVICE_ENV, "cpu")
     monkeypatch.setattr(training_tasks, "request",
                         lambda *args: sent.append(args) or (2.0, 1.0, 0.5, 3.0))
     monkeypatch.setattr(checks, "fit", lambda *a, **k: pytest.fail("trained in the process"))
+    training_cache.reset()
+    yield sent
+    training_cache.reset()
+
+
+def test_the_checks_send_only_what_the_cache_does_not_know(sending, monkeypatch):
+    # kills: the dispatch left out of checks.trained (under classrun on GPUs the network
+    # would train in the student's process, on a GPU share it does not hold); a lookup
+    # left to the Ray task (a known network, or one another worker trains, would wait
+    # for and hold a GPU share); the answer not stored here
     assert checks.trained(VGG, small(Tiny), "ci", 3) == (2.0, 1.0, 0.5, 3.0)
-    assert sent == [("vgg16", small(Tiny), "ci", 3)]
+    assert sending == [("vgg16", small(Tiny), "ci", 3, "cpu")]
+    assert checks.trained(VGG, small(Tiny), "ci", 3) == (2.0, 1.0, 0.5, 3.0)
+    assert len(sending) == 1 and training_cache.counts() == (1, 1)
+
+    monkeypatch.delenv(training_tasks.ADDRESS_ENV)  # sequential grading reads the entry
+    assert checks.trained(VGG, small(Tiny), "ci", 3) == (2.0, 1.0, 0.5, 3.0)
+
+
+def test_the_probed_device_keys_and_gates_what_the_checks_send(sending, monkeypatch):
+    # kills: the key's device taken from this process (which holds no GPU) instead of the
+    # training tasks'; the GPU requirement skipped when the training is sent
+    monkeypatch.setenv(training_tasks.DEVICE_ENV, "cuda")
+    checks.trained(VGG, small(Tiny), "full")
+    assert sending[-1][-1] == "cuda"
+    monkeypatch.setenv(training_tasks.DEVICE_ENV, "cpu")
+    with pytest.raises(RuntimeError, match="full grading profile needs a CUDA GPU"):
+        checks.trained(VGG, small(Tiny), "full")  # refused before any lookup or request
+    assert len(sending) == 1
+
+
+def test_serve_tells_the_nbgrader_process_where_its_trainings_run():
+    # kills: the device left out of serve's environment (the checks would key and gate
+    # every training as the CPU's: on a GPU cluster the profile full would refuse them all)
+    stand_in = SimpleNamespace(remote=lambda function: function)  # Ray is not reached
+    with training_tasks.serve(stand_in, "cuda") as environment:
+        assert environment[training_tasks.DEVICE_ENV] == "cuda"
+        assert os.path.exists(environment[training_tasks.ADDRESS_ENV])
+    assert not os.path.exists(environment[training_tasks.ADDRESS_ENV])
 
 
 # ----------------------------------------------------------------------------- on Ray
@@ -87,7 +136,7 @@ def served(ray_with_a_gpu, monkeypatch):
         import contextlib
 
         stack = contextlib.ExitStack()
-        for name, value in stack.enter_context(training_tasks.serve(ray_with_a_gpu,
+        for name, value in stack.enter_context(training_tasks.serve(ray_with_a_gpu, "cpu",
                                                                     train)).items():
             monkeypatch.setenv(name, value)
         return stack
@@ -98,19 +147,25 @@ def served(ray_with_a_gpu, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.integration
+def test_the_probe_finds_the_device_a_gpu_task_trains_on(ray_with_a_gpu):
+    # kills: "cuda" assumed wherever Ray has GPUs (here the GPU is a logical one, and
+    # every task would refuse to train as the grader's error)
+    assert training_tasks.probe_device(ray_with_a_gpu) == "cpu"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_sent_training_writes_the_entry_that_sequential_grading_reads(
         served, tmp_path, monkeypatch, caplog):
-    # kills: a Ray task that trains under another key (another cache folder, another
-    # profile or seed) or trains something else than sequential grading does; counters
-    # of the nbgrader process left untouched (its INFO line would say 0 trained)
+    # kills: a Ray task that trains something else than sequential grading does; the
+    # counters of the nbgrader process left untouched (its INFO line would say 0 trained)
     monkeypatch.setenv(training_cache.ENV, str(tmp_path / "cache"))
     with served(), caplog.at_level(logging.INFO, logger=training_tasks.log.name):
         sent = checks.trained(VGG, small(Tiny), "ci")
         assert training_cache.counts() == (0, 1) and training_cache.training_seconds() > 0
         assert checks.trained(VGG, small(Tiny), "ci") == sent  # now from the cache
         assert training_cache.counts() == (1, 1)
-    assert "vgg16 trained in a Ray task holding 1 GPU" in caplog.text
-    assert "vgg16 read from the cache in a Ray task holding 1 GPU" in caplog.text
+    assert caplog.text.count("vgg16 trained in a Ray task holding 1 GPU") == 1, caplog.text
 
     monkeypatch.delenv(training_tasks.ADDRESS_ENV)  # sequential grading, same folder
     monkeypatch.setattr(checks, "fit", lambda *a, **k: pytest.fail("trained again"))
@@ -126,28 +181,23 @@ def test_a_sent_training_writes_the_entry_that_sequential_grading_reads(
 def test_each_way_a_training_task_ends_reaches_the_nbgrader_process(served, tmp_path):
     # kills: the student's message turned into a grader error (or dropped), a grader error
     # or a dead worker reported as the student's failure, no retry of a dead worker,
-    # every model given the same GPU share, the cached flag lost on the way back
+    # the seconds of a training (failed or not) left out of the counters
     import fake_training
 
     with served(fake_training.student_fails):
         with pytest.raises(AssertionError, match="vgg16 could not be trained"):
-            training_tasks.request("vgg16", small(Tiny), "ci", None)
+            training_tasks.request("vgg16", small(Tiny), "ci", None, "cpu")
+    assert training_cache.training_seconds() == 1.5
     with served(fake_training.grader_raises):
         with pytest.raises(RuntimeError, match="training alexnet failed: ValueError: the grader's own bug$"):
-            training_tasks.request("alexnet", small(Tiny), "ci", None)
-    os.environ[training_cache.ENV] = str(tmp_path)
-    try:
-        with served(fake_training.worker_dies):
-            with pytest.raises(RuntimeError, match="training vgg16 failed"):
-                training_tasks.request("vgg16", small(Tiny), "ci", None)
-    finally:
-        del os.environ[training_cache.ENV]
+            training_tasks.request("alexnet", small(Tiny), "ci", None, "cpu")
+    with served(fake_training.worker_dies):
+        with pytest.raises(RuntimeError, match="training vgg16 failed"):
+            training_tasks.request("vgg16", str(tmp_path), "ci", None, "cpu")
     assert (tmp_path / "attempts").read_text().count("1") == training_tasks.RETRIES + 1
     with served(fake_training.echoes):
-        assert training_tasks.request("alexnet", small(Tiny), "ci", 7)[3] == 7.0
-        assert training_cache.counts() == (0, 1) and training_cache.training_seconds() == 2.5
-        training_tasks.request("vgg16", small(Tiny), "cached", None)
-        assert training_cache.counts() == (1, 1)
+        assert training_tasks.request("alexnet", small(Tiny), "ci", 7, "cpu")[3] == 7.0
+        assert training_cache.training_seconds() == 1.5 + 2.5
 
 
 @pytest.mark.slow
@@ -158,7 +208,7 @@ def test_each_training_task_holds_its_models_share(ray_with_a_gpu):
 
     remote = ray_with_a_gpu.remote(fake_training.echoes)
     answers = ray_with_a_gpu.get([
-        remote.options(**training_tasks.task_options(model)).remote(model, (), "ci", None, "",
-                                                                   False)
+        remote.options(**training_tasks.task_options(model)).remote(model, (), "ci", None,
+                                                                   "cpu", False)
         for model in ("alexnet", "alexnet", "vgg16")])
-    assert [answer[4] for answer in answers] == [0.5, 0.5, 1.0]
+    assert [answer[3] for answer in answers] == [0.5, 0.5, 1.0]

@@ -360,34 +360,44 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     Returns (loss on the training images before, after, test accuracy, seconds). A
     network that computes what an earlier one computed gets the earlier result, seconds
     included, from the training cache (``cnn_grader.training_cache``, where one is set).
-    Under ``classrun`` on GPUs this very function runs in a Ray task with the model's GPU
-    share (``cnn_grader.training_tasks``).
+    Under ``classrun`` on GPUs the training itself runs in a Ray task with the model's
+    GPU share (``cnn_grader.training_tasks``); the lookup stays here, so a network the
+    cache knows, or one another worker is training, holds no GPU.
     """
-    if training_tasks.configured():
-        return training_tasks.request(spec.key, small, profile, seed)
-    cuda = torch.cuda.is_available()
-    if gpu_required() and not cuda:
-        raise RuntimeError(f"{REQUIRE_GPU_ENV} is set but no CUDA GPU is visible")
-    if profile == "full" and not cuda:
-        raise RuntimeError("the full grading profile needs a CUDA GPU")
+    sent = training_tasks.configured()
+    cuda = training_tasks.device() == "cuda" if sent else torch.cuda.is_available()
+    device = training_device(profile, cuda, gpu_required())
     plan = grading_recipe(spec.key, profile)
-    device = torch.device("cuda" if cuda else "cpu")
     key = training_cache.key(small, spec.key, profile, plan, seed, device.type)
     with training_cache.claimed(key) as cached:
         if cached is not None:
             return cached
-        start = time.perf_counter()
-        try:
-            result = _train(spec, small, plan, profile, seed, device)
-        finally:
-            training_cache.add_training(time.perf_counter() - start)
+        if sent:  # counts its seconds
+            result = training_tasks.request(spec.key, small, profile, seed, device.type)
+        else:
+            start = time.perf_counter()
+            try:
+                result = train_once(spec, small, plan, profile, seed, device)
+            finally:
+                training_cache.add_training(time.perf_counter() - start)
         training_cache.store(key, result)
     return result
 
 
-def _train(spec: ModelSpec, small: Graph, plan: GradingRecipe, profile: str,
-           seed: int | None, device: torch.device) -> tuple[float, float, float, float]:
-    """One training run of ``trained``: (loss before, after, test accuracy, seconds)."""
+def training_device(profile: str, cuda: bool, require_gpu: bool) -> torch.device:
+    """Where the grader trains: the GPU where ``cuda`` (one is visible), else the CPU,
+    which a required GPU (``CNN_GRADER_REQUIRE_GPU``) or the profile full refuses."""
+    if require_gpu and not cuda:
+        raise RuntimeError(f"{REQUIRE_GPU_ENV} is set but no CUDA GPU is visible")
+    if profile == "full" and not cuda:
+        raise RuntimeError("the full grading profile needs a CUDA GPU")
+    return torch.device("cuda" if cuda else "cpu")
+
+
+def train_once(spec: ModelSpec, small: Graph, plan: GradingRecipe, profile: str,
+               seed: int | None, device: torch.device) -> tuple[float, float, float, float]:
+    """One training run of ``trained``, no cache: (loss before, after, test accuracy,
+    seconds)."""
     recipe = plan.recipe if seed is None else replace(plan.recipe, seed=seed)
     prof = get_profile(profile)
     images, labels = load_split(True, prof)
