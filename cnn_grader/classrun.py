@@ -465,7 +465,10 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
         if problems:
             raise SystemExit("a Ray node cannot grade yet, nobody was graded:\n  - "
                              + "\n  - ".join(problems))
-        device = training_tasks.probe_device(ray) if has_gpu else None
+        try:
+            device = training_tasks.probe_device(ray, profile, require_gpu) if has_gpu else None
+        except RuntimeError as error:
+            raise SystemExit(f"{error}; nobody was graded") from None
         env = {"NBGRADER_DB_URL": url, PROFILE_ENV: profile,
                "PATH": venv_first(os.environ.get("PATH", "")),
                **torch_threads(address, workers)}

@@ -57,18 +57,30 @@ def task_options(model: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- before the fan-out
-def probe_device(ray) -> str:
-    """The device a training task trains on, as a task with the smallest GPU share sees
-    it: "cuda", or "cpu" where Ray's GPUs are logical ones (the tests on a CPU)."""
-    probe = ray.remote(_visible_device).options(num_gpus=min(GPU_SHARES.values()),
-                                                num_cpus=0)
-    return ray.get(probe.remote())
+def probe_device(ray, profile: str, require_gpu: bool) -> str:
+    """The device a training task trains on under ``profile``, as a task with the
+    smallest GPU share sees it: "cuda", or "cpu" where Ray's GPUs are logical ones (the
+    tests on a CPU). Raises RuntimeError where such a task could not train at all (no
+    CUDA under the profile full or a required GPU): every student would be ungraded."""
+    probe = ray.remote(_training_device).options(num_gpus=min(GPU_SHARES.values()),
+                                                 num_cpus=0)
+    problem, device = ray.get(probe.remote(profile, require_gpu))
+    if problem:
+        raise RuntimeError(problem)
+    return device
 
 
-def _visible_device() -> str:
+def _training_device(profile: str, require_gpu: bool) -> tuple[str, str]:
+    """("", the device) or (why a training task here cannot train, "")."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from cnn_grader.hidden_checks import checks
+
+    try:
+        return "", checks.training_device(profile, torch.cuda.is_available(), require_gpu).type
+    except RuntimeError as error:
+        return (f"a Ray task holding a GPU share on {os.uname().nodename} cannot train: "
+                f"{error}"), ""
 
 
 # ----------------------------------------------------------------------------- the training task

@@ -220,6 +220,21 @@ def test_on_a_gpu_cluster_the_checks_train_in_ray_tasks_with_the_models_share(
     assert "Ray task" not in classrun.log_path(course, ASSIGNMENT, "ada").read_text()
 
 
+def test_a_gpu_task_that_cannot_train_refuses_the_run_before_anyone_is_graded(
+        tmp_path, fake_nbgrader, monkeypatch):
+    # kills: the probe's refusal ignored (each student's checks would fail one after
+    # another as grader errors, after their kernels had run)
+    monkeypatch.setenv(classrun.PROFILE_ENV, "full")
+    from cnn_grader import preflight
+
+    monkeypatch.setattr(preflight, "refusal", lambda require_gpu: None)  # a machine...
+    monkeypatch.setattr(classrun, "check_nodes", lambda *args: [])  # ...and nodes with CUDA
+    course = make_course(tmp_path / "course", {"ada": "ok"})
+    with pytest.raises(SystemExit, match="cannot train: the full grading profile needs a "
+                                         "CUDA GPU; nobody was graded"):
+        classrun.grade_class(course, gpus=1, progress=False)  # whose GPU tasks see none
+    assert not classrun.log_path(course, ASSIGNMENT, "ada").exists()
+
 
 def test_faults_at_class_scale(tmp_path, fake_nbgrader, postgres_url, monkeypatch):
     """Two workers, a PostgreSQL gradebook: a killed worker's student is retried and

@@ -149,8 +149,15 @@ def served(ray_with_a_gpu, monkeypatch):
 @pytest.mark.integration
 def test_the_probe_finds_the_device_a_gpu_task_trains_on(ray_with_a_gpu):
     # kills: "cuda" assumed wherever Ray has GPUs (here the GPU is a logical one, and
-    # every task would refuse to train as the grader's error)
-    assert training_tasks.probe_device(ray_with_a_gpu) == "cpu"
+    # every task would refuse to train as the grader's error); a probe that does not
+    # gate (a GPU task without CUDA under full would leave every student ungraded, one
+    # kernel run after another, instead of refusing the run before it starts)
+    assert training_tasks.probe_device(ray_with_a_gpu, "ci", False) == "cpu"
+    with pytest.raises(RuntimeError, match="GPU share on .* cannot train: the full grading "
+                                           "profile needs a CUDA GPU"):
+        training_tasks.probe_device(ray_with_a_gpu, "full", False)
+    with pytest.raises(RuntimeError, match="cannot train: CNN_GRADER_REQUIRE_GPU is set"):
+        training_tasks.probe_device(ray_with_a_gpu, "ci", True)
 
 
 @pytest.mark.slow
