@@ -2,8 +2,8 @@
 
 On a Ray cluster with GPUs, ``classrun``'s student tasks ask for no GPU: their kernel,
 description and checks are CPU work, so as many students run at once as there are
-workers. Before the fan-out, ``probe_device`` asks one GPU task which device a training
-task trains on. ``checks.trained`` in a student's nbgrader process looks the network up
+workers. Before the fan-out, ``probe_device`` asks a GPU task on every GPU node which
+device a training task trains on. ``checks.trained`` in a student's nbgrader process looks the network up
 in the training cache and holds its lock, as sequential grading does; only when it must
 train does it send the request to its student task through a local socket (``serve``;
 the address and key are in the nbgrader process's environment, which the student's
@@ -58,29 +58,45 @@ def task_options(model: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- before the fan-out
 def probe_device(ray, profile: str, require_gpu: bool) -> str:
-    """The device a training task trains on under ``profile``, as a task with the
-    smallest GPU share sees it: "cuda", or "cpu" where Ray's GPUs are logical ones (the
-    tests on a CPU). Raises RuntimeError where such a task could not train at all (no
-    CUDA under the profile full or a required GPU): every student would be ungraded."""
-    probe = ray.remote(_training_device).options(num_gpus=min(GPU_SHARES.values()),
-                                                 num_cpus=0)
-    problem, device = ray.get(probe.remote(profile, require_gpu))
-    if problem:
-        raise RuntimeError(problem)
-    return device
+    """The device training tasks train on under ``profile``, as a task with the smallest
+    GPU share sees it on every node that can run one: "cuda", or "cpu" where Ray's GPUs
+    are logical ones (the tests on a CPU). Raises RuntimeError where such a task could
+    not train at all (no CUDA under the profile full or a required GPU: every student
+    would be ungraded) or where nodes disagree (entries would be keyed by one device and
+    trained on another)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    share = min(GPU_SHARES.values())
+    nodes = [node["NodeID"] for node in ray.nodes()
+             if node.get("Alive") and node.get("Resources", {}).get("GPU", 0) >= share]
+    if not nodes:
+        raise RuntimeError(f"no Ray node has {share} of a GPU for a training task")
+    probe = ray.remote(_training_device)
+    answers = ray.get([probe.options(num_gpus=share, num_cpus=0, scheduling_strategy=(
+        NodeAffinitySchedulingStrategy(node, soft=False))).remote(profile, require_gpu)
+        for node in nodes])
+    problems = [problem for problem, _name, _device in answers if problem]
+    devices = {device for problem, _name, device in answers if not problem}
+    if not problems and len(devices) > 1:
+        problems = ["the GPU nodes' training tasks see different devices: " + ", ".join(
+            f"{name} {device}" for _problem, name, device in answers)]
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    return devices.pop()
 
 
-def _training_device(profile: str, require_gpu: bool) -> tuple[str, str]:
-    """("", the device) or (why a training task here cannot train, "")."""
+def _training_device(profile: str, require_gpu: bool) -> tuple[str, str, str]:
+    """(why a training task here cannot train, or ""; this node's name; the device)."""
     import torch
 
     from cnn_grader.hidden_checks import checks
 
+    name = os.uname().nodename
     try:
-        return "", checks.training_device(profile, torch.cuda.is_available(), require_gpu).type
+        device = checks.training_device(profile, torch.cuda.is_available(), require_gpu)
     except RuntimeError as error:
-        return (f"a Ray task holding a GPU share on {os.uname().nodename} cannot train: "
-                f"{error}"), ""
+        return f"a Ray task holding a GPU share on {name} cannot train: {error}", name, ""
+    return "", name, device.type
 
 
 # ----------------------------------------------------------------------------- the training task
@@ -163,7 +179,7 @@ def configured() -> bool:
     return bool(os.environ.get(ADDRESS_ENV))
 
 
-def device() -> str:
+def probed_device() -> str:
     """The device the Ray tasks train on ("cuda" or "cpu"), as ``serve`` was told."""
     return os.environ.get(DEVICE_ENV, "")
 

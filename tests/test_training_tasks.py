@@ -110,6 +110,52 @@ def test_serve_tells_the_nbgrader_process_where_its_trainings_run():
     assert not os.path.exists(environment[training_tasks.ADDRESS_ENV])
 
 
+class StandInRay:
+    """Enough of Ray for ``probe_device``: its nodes, and each node's probe answer."""
+
+    def __init__(self, nodes: list[dict], answers: dict[str, tuple[str, str, str]]):
+        self._nodes, self.answers, self.options = nodes, answers, []
+
+    def nodes(self) -> list[dict]:
+        return self._nodes
+
+    def remote(self, function):
+        def options(scheduling_strategy, **given):
+            self.options.append(given)
+            name = bytes.fromhex(scheduling_strategy.node_id).rstrip(b"\0").decode()
+            return SimpleNamespace(remote=lambda *a: self.answers[name])
+        return SimpleNamespace(options=options)
+
+    def get(self, refs):
+        return refs
+
+
+def node(name: str, gpus: float, alive: bool = True) -> dict:
+    """A node as ``ray.nodes()`` lists it; its ID (28 bytes in hex, as Ray wants) spells
+    ``name``."""
+    return {"NodeID": name.encode().ljust(28, b"\0").hex(), "Alive": alive,
+            "Resources": {"CPU": 16.0, "GPU": gpus}}
+
+
+def test_the_probe_asks_every_gpu_node_and_refuses_nodes_that_disagree():
+    # kills: one node probed for all (a node whose tasks see no CUDA would fail its
+    # students one by one), nodes without half a GPU or dead ones probed (the run would
+    # wait for ever), the probe's share not asked for, disagreeing devices let through
+    nodes = [node("a", 1), node("b", 2), node("cpu-only", 0), node("gone", 1, alive=False),
+             node("sliver", 0.25)]
+    agree = StandInRay(nodes, {"a": ("", "a", "cuda"), "b": ("", "b", "cuda")})
+    assert training_tasks.probe_device(agree, "full", True) == "cuda"
+    assert [o["num_gpus"] for o in agree.options] == [0.5, 0.5]
+    split = StandInRay(nodes, {"a": ("", "a", "cuda"), "b": ("", "b", "cpu")})
+    with pytest.raises(RuntimeError, match="see different devices: a cuda, b cpu"):
+        training_tasks.probe_device(split, "ci", False)
+    broken = StandInRay(nodes, {"a": ("", "a", "cuda"), "b": ("b cannot train", "b", "")})
+    with pytest.raises(RuntimeError, match="^b cannot train$"):
+        training_tasks.probe_device(broken, "full", False)
+    with pytest.raises(RuntimeError, match="no Ray node has 0.5 of a GPU"):
+        training_tasks.probe_device(StandInRay(nodes[2:], {}), "full", False)
+
+
 # ----------------------------------------------------------------------------- on Ray
 @pytest.fixture(scope="module")
 def ray_with_a_gpu():

@@ -365,7 +365,7 @@ def trained(spec: ModelSpec, small: Graph, profile: str, seed: int | None = None
     cache knows, or one another worker is training, holds no GPU.
     """
     sent = training_tasks.configured()
-    cuda = training_tasks.device() == "cuda" if sent else torch.cuda.is_available()
+    cuda = training_tasks.probed_device() == "cuda" if sent else torch.cuda.is_available()
     device = training_device(profile, cuda, gpu_required())
     plan = grading_recipe(spec.key, profile)
     key = training_cache.key(small, spec.key, profile, plan, seed, device.type)
