@@ -173,6 +173,27 @@ def test_each_defect_fails_exactly_its_rules(name, monkeypatch):
         assert any(words in (found[part] or "") for part in failing), found
 
 
+class VGGSharedConv(VGG16Ref):
+    """conv5_2 is conv5_1 again: every shape right, one set of weights for two layers."""
+
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__(in_channels, num_classes)
+        self.features[26] = self.features[24]
+
+
+def test_a_layer_that_applies_an_earlier_layers_weights_fails_the_parameters_part():
+    # kills: the reuse check dropped (the shapes are right, so no other rule of this part
+    # sees it; the fresh clone's coverage report showed the line unreached); a message
+    # that does not name the student's module
+    vgg16 = get_spec("vgg16")
+    # the shared module is registered under both paths: the message may name either
+    with pytest.raises(AssertionError, match=r"^conv5_2 applies the weights of conv5_1 again "
+                                             r"\(self\.features\.2[46]\b[^:]*: weight\); "):
+        checks.parameters(vgg16, load_graph(describe_config(VGGSharedConv, 3, 1000, 32)))
+    assert checks.parameters(vgg16, load_graph(describe_config(VGG16Ref, 3, 1000, 32))) == (
+        138_357_544)
+
+
 def test_a_layer_built_but_unused_is_caught_from_the_constructor():
     inventory = described(AlexNetRef).inventories[(3, 1000)]
     extra = Inventory(3, 1000, inventory.params + (("spare.weight", (10, 10)),), (),

@@ -185,15 +185,16 @@ def parameters(spec: ModelSpec, source: Graph | Inventory) -> int:
         if len(found) != len(want):
             fail(f"{call} has {len(found)} nn.{kind} layers in {where}, expected "
                  f"{len(want)} ({want[0].name} to {want[-1].name})")
-    used: list[str] = []
+    used: dict[str | None, str] = {}  # parameter name -> the paper's layer that uses it
     for want, use in zip([e for e in expected if e.kind == "Conv2d"]
                          + [e for e in expected if e.kind == "Linear"],
                          [u for u in uses if u.kind == "Conv2d"]
                          + [u for u in uses if u.kind == "Linear"]):
         _compare_layer(want, use, shapes)
         if use.weight in used:
-            fail(f"{want.name} reuses the weights of an earlier layer; every layer needs its own")
-        used += [use.weight, use.bias]
+            fail(f"{want.name} applies the weights of {used[use.weight]} again "
+                 f"({_owners([use.weight], source)}); every layer needs its own")
+        used.update({use.weight: want.name, use.bias: want.name})
     extra = [name for name, _shape in source.params if name not in used]
     if extra:
         fail(f"{call} has parameters that no Conv2d/Linear layer of {where} uses "
