@@ -461,10 +461,18 @@ def test_a_max_pool_that_returns_its_indices_passes_every_part(monkeypatch):
         ("parameters", "logits", "feature_maps", "trainable", "accuracy"))
 
 
-def test_a_missing_relu_between_two_layers_reads_nothing():
+def test_a_missing_relu_between_two_layers_reads_nothing_and_names_the_next_layer():
+    # kills: the next layer left out (a student who inserted a sixth convolution after
+    # conv5 read only "nothing" and a hint about F.relu)
     cls = variant("NoReluAfterConv3", change=setitem("features", 7, nn.Identity))
     text = analysis.paper_problem(paper_graph(cls), "alexnet")
-    assert "after conv3" in text and "your network has: nothing" in text, text
+    assert text.startswith("after conv3, the paper has a ReLU; your network has nothing "
+                           "before its next convolution, self.features.8 (nn.Conv2d)"), text
+    extra = variant("ConvAfterConv5", change=lambda self: self.features.insert(
+        11, nn.Conv2d(256, 256, 1)))
+    text = analysis.paper_problem(paper_graph(extra), "alexnet")
+    assert "after conv5, the paper has a ReLU and the last max-pool" in text, text
+    assert "nothing before its next convolution, self.features.11 (nn.Conv2d)" in text, text
 
 
 def _detached_after_conv1(self, x):

@@ -648,12 +648,16 @@ def _stage_words(stage: Stage, graph: Graph) -> str:
 
 
 def _tail_problem(name: str, tail: list[Stage], rule: tuple[str, str], graph: Graph,
-                  paper: Paper, pools: list[Stage], sides: dict[str, tuple[int, int]]
-                  ) -> str | None:
+                  paper: Paper, pools: list[Stage], sides: dict[str, tuple[int, int]],
+                  following: Stage | None) -> str | None:
+    """What follows layer ``name`` up to the ``following`` layer (None: the output)."""
     pattern, expected = rule
     tokens = "".join(TOKENS[s.kind] for s in tail)
     if not re.fullmatch(pattern, tokens):
-        found = ", ".join(_stage_words(s, graph) for s in tail) or "nothing"
+        found = ": " + (", ".join(_stage_words(s, graph) for s in tail) or "nothing")
+        if not tail and following is not None:  # name the layer the student put next
+            found = (f" nothing before its next {WORDS[following.kind]}, "
+                     f"{_located_at(graph.node(following.node), graph)}")
         hint = ""
         if "S" in tokens:
             hint = (" (return the raw scores: nn.CrossEntropyLoss applies the softmax itself, "
@@ -662,7 +666,7 @@ def _tail_problem(name: str, tail: list[Stage], rule: tuple[str, str], graph: Gr
             hint = " (F.relu(x) returns a new tensor: write x = F.relu(x))"
         elif "N" in tokens and "N" not in pattern:
             hint = f" ({paper.lrn_text})"
-        return f"after {name}, the paper has {expected}; your network has: {found}{hint}"
+        return f"after {name}, the paper has {expected}; your network has{found}{hint}"
     for stage in tail:
         if stage.kind == "maxpool":
             pools.append(stage)
@@ -690,10 +694,11 @@ def paper_problem(graph: Graph, model_key: str) -> str | None:
         last_conv = [layer.name for layer in layers if layer.kind == "Conv2d"][-1]
         seen: dict[str, str] = {}
         pools: list[Stage] = []
-        for (stage, tail), layer in zip(groups, layers):
+        for index, ((stage, tail), layer) in enumerate(zip(groups, layers)):
+            following = groups[index + 1][0] if index + 1 < len(groups) else None
             problem = _layer_problem(stage, layer, graph, seen) or _tail_problem(
                 layer.name, tail, _tail_rule(layer, paper, last_conv, layers[-1].name),
-                graph, paper, pools, sides)
+                graph, paper, pools, sides, following)
             if problem:
                 return problem
     except Departure as departure:
