@@ -239,6 +239,29 @@ class VGGNoReLU(VGG16Ref):
         self.features[13] = nn.Identity()  # the ReLU after conv3_2
 
 
+class ExtraPool(AlexNetRef):
+    """A fourth max-pool after the third, with the paper's window: every pool is right,
+    there is one too many."""
+
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__(in_channels, num_classes)
+        self.features.append(nn.MaxPool2d(3, 2))
+
+
+class Fc1WithoutBias(AlexNetRef):
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__(in_channels, num_classes)
+        self.classifier[1] = nn.Linear(256 * 6 * 6, 4096, bias=False)
+
+
+class Conv2Kernel1x25(AlexNetRef):
+    """conv2 with as many weights as the paper's 5x5, in a 1x25 kernel."""
+
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__(in_channels, num_classes)
+        self.features[3] = nn.Conv2d(96, 256, (1, 25), padding=(0, 12))
+
+
 class VGGSharedConv(VGG16Ref):
     def __init__(self, in_channels=3, num_classes=1000):
         super().__init__(in_channels, num_classes)
@@ -263,6 +286,11 @@ DEFECTS = [
     (Detached, "alexnet", "detach_problem", "detaches the activations after conv5"),
     (VGGNoReLU, "vgg16", "nonlinearity_problem", "conv3_2's output reaches conv3_3"),
     (VGGSharedConv, "vgg16", "paper_problem", "conv5_2 (self.features.26) reuses the weights of"),
+    (ExtraPool, "alexnet", "pooling_problem", "forward() uses 4 max-pools; AlexNet has 3"),
+    (Fc1WithoutBias, "alexnet", "paper_problem",
+     "fc1 (self.classifier.1 (nn.Linear)) has no bias; the paper's fc1 is nn.Linear(9216, 4096)"),
+    (Conv2Kernel1x25, "alexnet", "paper_problem",
+     "conv2 (self.features.3 (nn.Conv2d)) has weights of shape (256, 96, 1, 25); the paper's"),
 ]
 
 
