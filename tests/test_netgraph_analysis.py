@@ -262,6 +262,27 @@ class Conv2Kernel1x25(AlexNetRef):
         self.features[3] = nn.Conv2d(96, 256, (1, 25), padding=(0, 12))
 
 
+class Adaptive5x5(AlexNetRef):
+    """An adaptive pool to 5x5 and an fc1 that fits it: consistent, not the paper's."""
+
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__(in_channels, num_classes)
+        self.avgpool = nn.AdaptiveAvgPool2d(5)
+        self.classifier[1] = nn.Linear(256 * 5 * 5, 4096)
+
+
+class Fc4(AlexNetRef):
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__(in_channels, num_classes)
+        self.classifier.append(nn.Linear(num_classes, num_classes))
+
+
+class NoFc3(AlexNetRef):
+    def __init__(self, in_channels=3, num_classes=1000):
+        super().__init__(in_channels, num_classes)
+        del self.classifier[6]
+
+
 class VGGSharedConv(VGG16Ref):
     def __init__(self, in_channels=3, num_classes=1000):
         super().__init__(in_channels, num_classes)
@@ -287,6 +308,12 @@ DEFECTS = [
     (VGGNoReLU, "vgg16", "nonlinearity_problem", "conv3_2's output reaches conv3_3"),
     (VGGSharedConv, "vgg16", "paper_problem", "conv5_2 (self.features.26) reuses the weights of"),
     (ExtraPool, "alexnet", "pooling_problem", "forward() uses 4 max-pools; AlexNet has 3"),
+    (Adaptive5x5, "alexnet", "paper_problem", "the adaptive average pool after conv5 gives "
+     "5x5 feature maps; the paper's are 6x6 there"),
+    (Fc4, "alexnet", "paper_problem", "after fc3, forward() applies another linear layer "
+     "(self.classifier.7 (nn.Linear)); AlexNet ends with fc3"),
+    (NoFc3, "alexnet", "paper_problem", "forward() ends after fc2; the paper's network "
+     "continues with fc3: nn.Linear(4096, 1000)"),
     (Fc1WithoutBias, "alexnet", "paper_problem",
      "fc1 (self.classifier.1 (nn.Linear)) has no bias; the paper's fc1 is nn.Linear(9216, 4096)"),
     (Conv2Kernel1x25, "alexnet", "paper_problem",
