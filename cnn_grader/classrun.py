@@ -42,6 +42,7 @@ from pathlib import Path
 
 from cnn_grader import autograde_fork, sandbox, training_tasks
 from cnn_grader.environment import environment_set, gpu_required, venv_first
+from cnn_grader.ray_nodes import run_on_each_node
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "grader"
@@ -222,14 +223,9 @@ def check_nodes(ray, require_gpu: bool, profile: str) -> list[str]:
     """The machine checks (cnn_grader/preflight.py) for ``profile`` on every alive Ray node
     that can run a student's task (a CPU; a head node started with ``--num-cpus=0``
     grades nobody and is not checked)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    remote = ray.remote(num_cpus=0)(_node_problems)
-    refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-        node["NodeID"], soft=False)).remote(require_gpu, profile)
-        for node in ray.nodes()
-        if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) >= 1]
-    return [f"{name}: {problem}" for name, found in ray.get(refs) for problem in found]
+    answers = run_on_each_node(ray, _node_problems, (require_gpu, profile), "CPU", 1,
+                               num_cpus=0)
+    return [f"{name}: {problem}" for name, found in answers for problem in found]
 
 
 def start_ray(address: str | None, workers: int, gpus: int | None = None):

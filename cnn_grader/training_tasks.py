@@ -3,13 +3,14 @@
 On a Ray cluster with GPUs, ``classrun``'s student tasks ask for no GPU: their kernel,
 description and checks are CPU work, so as many students run at once as there are
 workers. Before the fan-out, ``probe_device`` asks a GPU task on every GPU node which
-device a training task trains on. ``checks.trained`` in a student's nbgrader process looks the network up
-in the training cache and holds its lock, as sequential grading does; only when it must
-train does it send the request to its student task through a local socket (``serve``;
-the address and key are in the nbgrader process's environment, which the student's
-sandboxed code never sees). The student task submits ``run_training`` as a Ray task with
-``GPU_SHARES[model]`` of a GPU and sends the answer back, and the nbgrader process
-stores it. A network the cache knows, or one another worker is training, holds no GPU.
+device a training task trains on. ``checks.trained`` in a student's nbgrader process
+looks the network up in the training cache and holds its lock, as sequential grading
+does; only when it must train does it send the request to its student task through a
+local socket (``serve``; the address and key are in the nbgrader process's environment,
+which the student's sandboxed code never sees). The student task submits
+``run_training`` as a Ray task with ``GPU_SHARES[model]`` of a GPU and sends the answer
+back, and the nbgrader process stores it. A network the cache knows, or one another
+worker is training, holds no GPU.
 
 A failure that is the student's (the grader's recipe cannot train the network) comes
 back as their message; anything else is the grader's own error, so no student gets a
@@ -31,6 +32,7 @@ from multiprocessing.connection import Client, Listener
 from typing import Any
 
 from cnn_grader.environment import gpu_required
+from cnn_grader.ray_nodes import run_on_each_node
 
 ADDRESS_ENV = "CNN_GRADER_TRAINING_SOCKET"
 AUTHKEY_ENV = "CNN_GRADER_TRAINING_AUTHKEY"
@@ -64,17 +66,11 @@ def probe_device(ray, profile: str, require_gpu: bool) -> str:
     not train at all (no CUDA under the profile full or a required GPU: every student
     would be ungraded) or where nodes disagree (entries would be keyed by one device and
     trained on another)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     share = min(GPU_SHARES.values())
-    nodes = [node["NodeID"] for node in ray.nodes()
-             if node.get("Alive") and node.get("Resources", {}).get("GPU", 0) >= share]
-    if not nodes:
+    answers = run_on_each_node(ray, _training_device, (profile, require_gpu), "GPU", share,
+                               num_gpus=share, num_cpus=0)
+    if not answers:
         raise RuntimeError(f"no Ray node has {share} of a GPU for a training task")
-    probe = ray.remote(_training_device)
-    answers = ray.get([probe.options(num_gpus=share, num_cpus=0, scheduling_strategy=(
-        NodeAffinitySchedulingStrategy(node, soft=False))).remote(profile, require_gpu)
-        for node in nodes])
     problems = [problem for problem, _name, _device in answers if problem]
     devices = {device for problem, _name, device in answers if not problem}
     if not problems and len(devices) > 1:

@@ -130,13 +130,13 @@ def test_the_machine_checks_run_on_every_node_that_can_grade_a_student():
              {"NodeID": dead, "Alive": False, "Resources": {"CPU": 8.0}}]
 
     class Remote:
-        def options(self, scheduling_strategy):
+        def options(self, scheduling_strategy, **_resources):
             self.node = scheduling_strategy.node_id
             return self
 
         def remote(self, require_gpu, profile):
             return self.node[0], [f"profile {profile}, GPU required: {require_gpu}"]
-    fake = SimpleNamespace(nodes=lambda: nodes, remote=lambda **_: lambda _f: Remote(),
+    fake = SimpleNamespace(nodes=lambda: nodes, remote=lambda _function: Remote(),
                            get=list)
     assert classrun.check_nodes(fake, True, "full") == [
         "a: profile full, GPU required: True"]
