@@ -654,9 +654,9 @@ def _tail_problem(name: str, tail: list[Stage], rule: tuple[str, str], graph: Gr
     pattern, expected = rule
     tokens = "".join(TOKENS[s.kind] for s in tail)
     if not re.fullmatch(pattern, tokens):
-        found = ": " + (", ".join(_stage_words(s, graph) for s in tail) or "nothing")
+        found = "has: " + (", ".join(_stage_words(s, graph) for s in tail) or "nothing")
         if not tail and following is not None:  # name the layer the student put next
-            found = (f" nothing before its next {WORDS[following.kind]}, "
+            found = (f"has nothing before its next {WORDS[following.kind]}, "
                      f"{_located_at(graph.node(following.node), graph)}")
         hint = ""
         if "S" in tokens:
@@ -666,7 +666,7 @@ def _tail_problem(name: str, tail: list[Stage], rule: tuple[str, str], graph: Gr
             hint = " (F.relu(x) returns a new tensor: write x = F.relu(x))"
         elif "N" in tokens and "N" not in pattern:
             hint = f" ({paper.lrn_text})"
-        return f"after {name}, the paper has {expected}; your network has{found}{hint}"
+        return f"after {name}, the paper has {expected}; your network {found}{hint}"
     for stage in tail:
         if stage.kind == "maxpool":
             pools.append(stage)
