@@ -11,6 +11,11 @@ its environment, working folder and log. The grader's own packages (cnn_grader,
 cnn_course) are not preloaded, and the fork forgets the little of them that starting it
 imported: the course's nbgrader_config.py imports the copy beside the course folder, as
 the command does.
+
+A forkserver that died is replaced on the next ``start``. ``multiprocessing`` replaces it
+only once it can reap it; between the server closing its socket and becoming a zombie it
+still counts as alive, and the connection is refused. ``start`` then kills and reaps that
+server, forgets it, says so in the student's log and starts again, once.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import ctypes
 import importlib
 import multiprocessing
 import os
+import multiprocessing.forkserver
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,18 +35,59 @@ PRELOAD = ("torch", "torchvision.datasets", "nbgrader.apps.nbgraderapp",
            "sqlalchemy", "alembic", "IPython.paths")
 OWN_PACKAGES = ("cnn_grader", "cnn_course")  # imported by the course's configuration
 _PR_SET_PDEATHSIG = 1
+# How asking a forkserver that is dying or dead for a fork fails: its socket refuses or
+# is gone, the connection is reset or cut short, or something else reaped the server.
+SERVER_GONE = (ConnectionRefusedError, FileNotFoundError, ConnectionResetError,
+               BrokenPipeError, EOFError, ChildProcessError)
 
 
 def start(entry: str, argv: Sequence[str], cwd: str, env: Mapping[str, str],
           log: str) -> multiprocessing.Process:
-    """Start ``entry`` (``module:function``) as ``argv`` in a fork of the warm process."""
+    """Start ``entry`` (``module:function``) as ``argv`` in a fork of the warm process.
+
+    A forkserver that cannot take the request is replaced and the fork asked for again,
+    once; the student's ``log`` says so."""
     context = multiprocessing.get_context("forkserver")
     module = entry.partition(":")[0]
     context.set_forkserver_preload(list(PRELOAD) if entry == NBGRADER else [module])
-    process = context.Process(target=_run, args=(entry, list(argv), cwd, dict(env), log),
-                              daemon=False)
+    arguments = (entry, list(argv), cwd, dict(env), log)
+    try:
+        return _forked(context, arguments)
+    except SERVER_GONE as error:
+        pid = _replace_forkserver()
+        with open(log, "a") as handle:
+            handle.write(f"autograde_fork: the forkserver (pid {pid}) could not take the "
+                         f"request ({type(error).__name__}: {error}); it was killed and a "
+                         "new one started\n")
+        return _forked(context, arguments)
+
+
+def _forked(context: multiprocessing.context.ForkServerContext,
+            arguments: tuple) -> multiprocessing.Process:
+    process = context.Process(target=_run, args=arguments, daemon=False)
     process.start()
     return process
+
+
+def _replace_forkserver() -> int | None:
+    """Kill and reap this process's forkserver and forget it, so that the next fork starts
+    a new one; return its pid. Its socket refused, so it can start no fork and runs none
+    that would outlive it (each dies with it)."""
+    server = multiprocessing.forkserver._forkserver  # the one the context uses
+    with server._lock:
+        pid = server._forkserver_pid
+        if pid is None:
+            return None
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass  # already reaped
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_address = None
+        server._forkserver_alive_fd = None
+        server._forkserver_pid = None
+    return pid
 
 
 def _run(entry: str, argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:

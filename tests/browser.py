@@ -17,15 +17,15 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
+
+from waiting import wait_for
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "build" / "browser-tests"
 # What `make lab` needs in a folder of its own: linked, so the lab runs the course's own
@@ -156,18 +156,6 @@ def screenshot(driver: WebDriver, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
-
-
-def wait_for(condition: Callable[[], T], timeout: float, what: str, poll: float = 0.5) -> T:
-    """Poll ``condition`` until it returns something true; return that. Fails with ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
 
 
 # What a person does in JupyterLab, and what they see there.

@@ -3,14 +3,16 @@ the command it replaces: its folder, arguments, environment, log, exit status an
 and it dies with its parent."""
 from __future__ import annotations
 
+import multiprocessing.forkserver
 import os
 import signal
-import time
+import socket
 from pathlib import Path
 
 import pytest
 
 from cnn_grader import autograde_fork
+from waiting import dead, parent_of, wait_for
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 PROBE = "fork_probe:main"  # tests/fakes/fork_probe.py
@@ -80,30 +82,47 @@ def test_a_killed_fork_reports_the_signal_and_dies_with_its_forkserver(tmp_path)
     forkserver = parent_of(pid)
     assert forkserver != os.getpid()
     os.kill(forkserver, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and not zombie(pid):
-        assert time.monotonic() < deadline, "the fork outlived its forkserver"
-        time.sleep(0.1)
+    wait_for(lambda: dead(forkserver), 30, "the forkserver to die", poll=0.05)
+    wait_for(lambda: dead(pid), 30, "the fork to die with its forkserver", poll=0.05)
     second.join(timeout=30)
     assert second.exitcode is not None
     status, _log = run(tmp_path, "exit", "5")  # a new forkserver starts
     assert status == 5
 
 
+@pytest.mark.parametrize("socket_state", ["refuses", "is gone"])
+def test_a_forkserver_that_cannot_take_the_request_yet_is_not_reaped_is_replaced(
+        tmp_path, socket_state):
+    """The window of the race: the old server's socket no longer listens but the server is
+    not a zombie yet, so multiprocessing still counts it alive. A stopped server whose
+    socket file is replaced holds that window open as long as the test needs."""
+    first = autograde_fork.start(PROBE, ["nbgrader", "sleep"], str(tmp_path),
+                                 {"PATH": os.environ["PATH"]}, str(tmp_path / "log"))
+    pid = wait_for_pid(tmp_path / "pid")
+    forkserver = parent_of(pid)
+    os.kill(pid, signal.SIGKILL)
+    first.join(timeout=30)
+    os.kill(forkserver, signal.SIGSTOP)
+    address = multiprocessing.forkserver._forkserver._forkserver_address
+    assert multiprocessing.forkserver._forkserver._forkserver_pid == forkserver
+    os.unlink(address)
+    with socket.socket(socket.AF_UNIX) as deaf:
+        if socket_state == "refuses":
+            deaf.bind(address)  # bound, never listening: connect() is refused
+        (tmp_path / "log").unlink()
+        status, log = run(tmp_path, "exit", "5")
+    assert status == 5
+    error = "ConnectionRefusedError" if socket_state == "refuses" else "FileNotFoundError"
+    assert (f"the forkserver (pid {forkserver}) could not take the request ({error}"
+            in log), log
+    with pytest.raises(ChildProcessError):  # the old server was killed and reaped
+        os.waitpid(forkserver, os.WNOHANG)
+    (tmp_path / "log").unlink()
+    status, log = run(tmp_path, "exit", "4")  # the new server serves on
+    assert status == 4 and "forkserver" not in log
+
+
 def wait_for_pid(path: Path) -> int:
-    deadline = time.monotonic() + 60
-    while not path.exists() or not path.read_text():
-        assert time.monotonic() < deadline, "the probe never started"
-        time.sleep(0.1)
-    return int(path.read_text())
-
-
-def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    """The pid the probe wrote (the file can exist before its text is written)."""
+    return int(wait_for(lambda: path.exists() and path.read_text(), 60,
+                        "the probe to write its pid", poll=0.1))

@@ -21,7 +21,8 @@ import nbformat
 import pytest
 from browser import (code_cells, cell_problems, lab_root, menu, missing_browser, open_lab,
                      open_notebook, progress_bars, run_all_cells, screenshot, start_lab,
-                     stop_lab, wait_for)
+                     stop_lab)
+from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -28,6 +28,7 @@ from cnn_grader.describe import describe_locally
 from cnn_grader.describe_child import describe_config
 from cnn_grader.hidden_checks import checks
 from cnn_grader.hidden_checks.recipes import grading_recipe
+from waiting import wait_for
 from cnn_grader.hidden_checks.reference import load_reference
 from cnn_grader.netgraph.description import Graph, Ref, load_graph
 from cnn_grader.paper import get_spec
@@ -469,10 +470,8 @@ def test_a_killed_trainers_lock_is_released(folder, tmp_path):
         f"    pathlib.Path({str(held)!r}).write_text(repr(cached))\n"
         "    time.sleep(600)\n")], env={**os.environ, training_cache.ENV: str(folder)})
     try:
-        for _ in range(600):
-            if held.exists() or holder.poll() is not None:
-                break
-            threading.Event().wait(0.1)
+        wait_for(lambda: holder.poll() is not None or (held.exists() and held.read_text()),
+                 60, "the holder to claim the key", poll=0.1)
         assert held.read_text() == "None", "the holder did not claim the key"
         waited = []
         waiter = threading.Thread(target=lambda: waited.append(
