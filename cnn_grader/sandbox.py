@@ -1,9 +1,10 @@
 """Run untrusted commands (students' code) under bubblewrap, with resource limits.
 
 The sandbox sees the system folders read-only (``/usr``, which holds ``/usr/local``,
-``/etc`` and the ``/bin``-style links), a fresh ``/tmp``, ``/proc`` and a minimal ``/dev``,
-plus exactly the paths the caller lists: nothing of ``/root``, ``/home`` or ``/work``
-unless listed. It has no network unless asked for, and only the environment given.
+``/etc`` and the ``/bin``-style links), a fresh ``/tmp`` of bounded size, ``/proc`` and a
+minimal ``/dev``, plus exactly the paths the caller lists: nothing of ``/root``, ``/home``
+or ``/work`` unless listed. It has no network unless asked for, and only the environment
+given.
 
 ``CNN_GRADER_NO_SANDBOX=1`` runs the commands without bubblewrap (same limits,
 environment, folder and timeout) and warns once on stderr.
@@ -46,6 +47,7 @@ class Limits:
     file_bytes: int | None = 64 * 2**20  # RLIMIT_FSIZE: the largest file it may write
     wall_seconds: float = 300.0  # then the whole process group is killed
     processes: int | None = None  # RLIMIT_NPROC, unreliable for root
+    tmp_bytes: int = 2**30  # the size of the sandbox's /tmp (a tmpfs, in memory)
 
 
 @dataclass(frozen=True)
@@ -115,13 +117,16 @@ def sandbox_env(env: Mapping[str, str] | None) -> dict[str, str]:
 def bwrap_command(argv: list[str], *, read_only: Iterable[Path] = (),
                   writable: Iterable[Path] = (), env: Mapping[str, str] | None = None,
                   cwd: Path | None = None, network: bool = False,
-                  mounts: Mapping[Path, Path] | None = None) -> list[str]:
+                  mounts: Mapping[Path, Path] | None = None,
+                  scratch: Mapping[Path, int] | None = None,
+                  tmp_bytes: int = Limits.tmp_bytes) -> list[str]:
     """The bwrap command line that runs ``argv`` in the sandbox.
 
     ``read_only`` and ``writable`` paths (files or folders) appear at the same place, and
     at their symlink-resolved place too; a Python venv among them brings its base
     installation read-only. ``mounts`` maps a place in the sandbox to a folder shown there
-    read-only. The command starts in ``cwd`` (default /tmp) with exactly
+    read-only; ``scratch`` maps a place to the size of an empty tmpfs there. /tmp is a
+    tmpfs of ``tmp_bytes``. The command starts in ``cwd`` (default /tmp) with exactly
     ``sandbox_env(env)``, and the PWD that bwrap adds.
     """
     if BWRAP is None:
@@ -129,9 +134,10 @@ def bwrap_command(argv: list[str], *, read_only: Iterable[Path] = (),
     share_net = ["--share-net"] if network else []
     setenv = [arg for name, value in sandbox_env(env).items() for arg in ("--setenv", name, value)]
     return [BWRAP, "--unshare-all", *share_net, "--die-with-parent", "--new-session",
-            *_system_args(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            *_bind_args(read_only, writable, mounts or {}), "--clearenv", *setenv,
-            "--chdir", os.path.abspath(cwd or "/tmp"), "--", *argv]
+            *_system_args(), "--proc", "/proc", "--dev", "/dev",
+            "--size", str(tmp_bytes), "--tmpfs", "/tmp",
+            *_bind_args(read_only, writable, mounts or {}, scratch or {}), "--clearenv",
+            *setenv, "--chdir", os.path.abspath(cwd or "/tmp"), "--", *argv]
 
 
 def _system_args() -> list[str]:
@@ -146,22 +152,23 @@ def _system_args() -> list[str]:
 
 
 def _bind_args(read_only: Iterable[Path], writable: Iterable[Path],
-               mounts: Mapping[Path, Path]) -> list[str]:
-    """Bind options, parents before children so that a nested bind wins."""
-    binds: dict[Path, tuple[str, Path]] = {  # place in the sandbox -> (option, source)
-        Path(os.path.abspath(place)): ("--ro-bind", Path(source).resolve(strict=True))
+               mounts: Mapping[Path, Path], scratch: Mapping[Path, int]) -> list[str]:
+    """Bind and tmpfs options, parents before children so that a nested one wins."""
+    places: dict[Path, list[str]] = {  # place in the sandbox -> its options
+        Path(os.path.abspath(place)): ["--ro-bind", str(Path(source).resolve(strict=True))]
         for place, source in mounts.items()}
     for option, paths in (("--ro-bind", read_only), ("--bind", writable)):
         for path in paths:
             real = Path(path).resolve(strict=True)
-            binds[Path(os.path.abspath(path))] = binds[real] = (option, real)
-    for real in [source for _, source in binds.values()]:
-        base = _venv_base(real)
+            places[Path(os.path.abspath(path))] = places[real] = [option, str(real)]
+    for options in list(places.values()):
+        base = _venv_base(Path(options[1]))
         if base is not None:
-            binds.setdefault(base, ("--ro-bind", base))
-    ordered = sorted(binds.items(), key=lambda item: len(item[0].parts))
-    return [arg for place, (option, source) in ordered
-            for arg in (option, str(source), str(place))]
+            places.setdefault(base, ["--ro-bind", str(base)])
+    for place, size in scratch.items():
+        places[Path(os.path.abspath(place))] = ["--size", str(size), "--tmpfs"]
+    ordered = sorted(places.items(), key=lambda item: len(item[0].parts))
+    return [arg for place, options in ordered for arg in (*options, str(place))]
 
 
 def _venv_base(path: Path) -> Path | None:
@@ -213,7 +220,7 @@ def run_sandboxed(argv: list[str], *, read_only: Iterable[Path] = (),
     if problem is not None:
         raise RuntimeError(problem)
     command = bwrap_command(argv, read_only=read_only, writable=writable, env=env, cwd=cwd,
-                            network=network, mounts=mounts)
+                            network=network, mounts=mounts, tmp_bytes=limits.tmp_bytes)
     return _run(command, env=sandbox_env(env), cwd=None, limits=limits, sandboxed=True)
 
 

@@ -3,37 +3,42 @@
 nbgrader's Execute preprocessor passes ``kernel_manager_class=AsyncKernelManager`` to
 its own __init__, which beats a config line: to use this class, give it to a subclass of
 Execute as that keyword argument. Configure what the kernel may read with
-``c.SandboxedKernelManager.read_only`` (e.g. grader/, the course package and its data).
+``c.SandboxedKernelManager.read_only`` (e.g. the course package and its data).
 
 The kernel sees the system read-only, the venv of ``sys.prefix`` (with its base Python),
-the ``read_only`` paths and its own connection file read-only, and its working directory
-(the notebook's folder, the ``cwd`` the kernel is started with) writable; nothing else.
+the ``read_only`` paths and its own connection file read-only, and nothing else of the
+host. What it may write, and what it may reach:
 
-What differs from a plain kernel, and why:
-
-- Network: the kernel shares the host's network namespace, so students' code can open
-  network connections. The manager talks to the kernel over ZMQ on 127.0.0.1 TCP ports,
-  which a new network namespace (with its own loopback) would hide.
+- Its working directory (the notebook's folder, the ``cwd`` it is started with) is a
+  scratch copy: a tmpfs of ``scratch_bytes`` at the same path, filled with a copy of the
+  folder when the sandbox starts (links stay links, pointing inside the sandbox). What the
+  kernel writes there is thrown away with the sandbox; the course folder is never written.
+  /tmp is a tmpfs of its own (``sandbox.Limits.tmp_bytes``) and every file it writes is
+  at most ``file_bytes``.
+- No network: the kernel has a network namespace of its own. The manager talks to it
+  over ZMQ's IPC transport, Unix sockets in a private folder made for this kernel and
+  bound into the sandbox; nothing else is bound writable.
 - Only the connection file is bound, not Jupyter's runtime folder: that folder holds the
   connection files, and so the keys, of other kernels.
-- Environment: only the variables that ``env_keep`` matches, plus a PATH with the venv's
-  bin first, HOME=/tmp and LANG. Left out are secrets such as NBGRADER_DB_URL and
-  JPY_PARENT_PID: inside its PID namespace the kernel's parent is PID 1, which ipykernel
-  would take for its parent having died.
+- Environment: only the variables named in ``env_keep`` (profile, data folder, threads,
+  locale and nbgrader's flags), plus a PATH with the venv's bin first and HOME=/tmp. No
+  secret reaches it: not NBGRADER_DB_URL, not the training tasks' key or socket, and not
+  JPY_PARENT_PID (inside its PID namespace the kernel's parent is PID 1, which ipykernel
+  would take for its parent having died).
 - Interrupts go as control messages: a SIGINT to the kernel's process group reaches
   bwrap, which dies of it and takes the kernel along.
-- RLIMIT_AS is ``memory_bytes``; no CPU or file-size limits (training uses many threads
-  for a long time and may save models).
+- RLIMIT_AS is ``memory_bytes``; no CPU limit (training uses many threads for long).
 
 With CNN_GRADER_NO_SANDBOX=1 it behaves exactly like AsyncKernelManager (after a warning).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import typing as t
 from collections.abc import Mapping
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -45,10 +50,12 @@ from cnn_grader.sandbox import (
 )
 
 ENV_KEEP = [
-    "PYTHONPATH", "PYTHONHASHSEED", "MPLBACKEND", "JPY_SESSION_NAME", "CNN_COURSE_*",
-    "CNN_GRADER_*", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "CUDA_VISIBLE_DEVICES",
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "CNN_COURSE_PROFILE", "CNN_COURSE_DATA", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES", "LANG", "LC_ALL", "PYTHONHASHSEED", "MPLBACKEND",
+    "NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "JPY_SESSION_NAME",
 ]
+# Where the kernel finds the folder it copies into its scratch working directory.
+HANDED_IN = "/run/cnn-handed-in"
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -58,8 +65,23 @@ class SandboxedKernelManager(AsyncKernelManager):
                      "system, sys.prefix and its connection file.").tag(config=True)
     memory_bytes = Integer(10 * 2**30, help="The kernel's RLIMIT_AS in bytes (import torch "
                            "needs about 8 GB).").tag(config=True)
-    env_keep = List(Unicode(), default_value=ENV_KEEP, help="fnmatch patterns of the "
-                    "environment variables that reach the kernel.").tag(config=True)
+    scratch_bytes = Integer(2**30, help="The size of the kernel's working "
+                            "directory, a tmpfs thrown away afterwards.").tag(config=True)
+    file_bytes = Integer(2**30, help="The largest file the kernel may write "
+                         "(RLIMIT_FSIZE).").tag(config=True)
+    env_keep = List(Unicode(), default_value=ENV_KEEP, help="The names of the environment "
+                    "variables that reach the kernel.").tag(config=True)
+
+    _ipc_folder: str | None = None
+
+    async def _async_pre_start_kernel(self, **kw: t.Any) -> tuple[list[str], dict[str, t.Any]]:
+        """Before the connection file is written: IPC sockets in a folder of this kernel's."""
+        if not sandbox_disabled():
+            if self._ipc_folder is None:
+                self._ipc_folder = tempfile.mkdtemp(prefix="cnn-kernel-")
+            self.transport = "ipc"
+            self.ip = os.path.join(self._ipc_folder, "kernel")
+        return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
         """Launch ``kernel_cmd`` under bwrap, in the ``cwd`` it must be given."""
@@ -71,19 +93,30 @@ class SandboxedKernelManager(AsyncKernelManager):
             raise RuntimeError(problem)
         if not kw.get("cwd"):
             raise ValueError("SandboxedKernelManager needs the kernel's cwd (the notebook's "
-                             "folder): it is the only folder the kernel may write")
-        assert self.kernel_spec is not None
+                             "folder): the kernel works in a scratch copy of it")
+        assert self.kernel_spec is not None and self._ipc_folder is not None
         self.kernel_spec.interrupt_mode = "message"  # see the module's docstring
         cwd = Path(kw["cwd"])
         read_only = [Path(sys.prefix), Path(self.connection_file), *map(Path, self.read_only)]
-        command = bwrap_command(kernel_cmd, read_only=read_only, writable=[cwd],
+        limits = Limits(memory_bytes=self.memory_bytes, cpu_seconds=None,
+                        file_bytes=self.file_bytes)
+        # What does not fit is left out (cp says so on the kernel's stderr); the kernel starts.
+        copy_then_run = ["/bin/sh", "-c", 'cp -R "$0"/. . ; exec "$@"', HANDED_IN,
+                         *kernel_cmd]
+        command = bwrap_command(copy_then_run, read_only=read_only,
+                                writable=[Path(self._ipc_folder)],
                                 env=self.kernel_env(kw.get("env") or os.environ), cwd=cwd,
-                                network=True)
-        limits = Limits(memory_bytes=self.memory_bytes, cpu_seconds=None, file_bytes=None)
+                                mounts={Path(HANDED_IN): cwd},
+                                scratch={cwd: self.scratch_bytes}, tmp_bytes=limits.tmp_bytes)
         await super()._async_launch_kernel(command, **kw, preexec_fn=limit_setter(limits))
 
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self._ipc_folder is not None:
+            shutil.rmtree(self._ipc_folder, ignore_errors=True)
+            self._ipc_folder = None
+
     def kernel_env(self, env: Mapping[str, str]) -> dict[str, str]:
-        """The variables of ``env`` that ``env_keep`` matches, after a PATH with the venv's bin."""
-        kept = {name: value for name, value in env.items()
-                if any(fnmatchcase(name, pattern) for pattern in self.env_keep)}
+        """The variables of ``env`` named in ``env_keep``, after a PATH with the venv's bin."""
+        kept = {name: env[name] for name in self.env_keep if name in env}
         return {"PATH": f"{sys.prefix}/bin:{DEFAULT_ENV['PATH']}", **kept}

@@ -1,0 +1,199 @@
+"""The students' kernel under bubblewrap (cnn_grader/sandboxed_kernel.py): what a cell or a
+constructor can read, write and reach, and that it can still do a student's work."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from cnn_grader.sandbox import NO_SANDBOX_ENV, sandbox_problem
+from cnn_grader.sandboxed_kernel import SandboxedKernelManager
+from conftest import require
+
+# What trusted code writes, chmods or copies in the kernel's folder after the kernel ran
+# (nbconvert, nbgrader's set_permissions and generate_feedback, classrun's marker), and
+# what a hostile cell would point those names at.
+TRUSTED_NAMES = ("assignment_cnn.ipynb", ".classrun-graded", "feedback.html", "notes.txt")
+
+
+@pytest.fixture(autouse=True)
+def sandboxed(monkeypatch):
+    problem = sandbox_problem()
+    if problem is not None:
+        require(f"bubblewrap cannot run here: {problem}")
+    monkeypatch.delenv(NO_SANDBOX_ENV, raising=False)
+
+
+def test_kernel_reads_its_folder_and_nothing_else_and_gets_no_secret(tmp_path, monkeypatch):
+    secret, work = tmp_path / "secret", tmp_path / "work"
+    secret.mkdir()
+    work.mkdir()
+    (secret / "secret.txt").write_text("hidden")
+    (work / "helper.py").write_text("VALUE = 'handed in'\n")
+    for name, value in (("NBGRADER_DB_URL", "postgresql://grader:password@db/cnn"),
+                        ("CNN_GRADER_TRAINING_AUTHKEY", "deadbeef"),
+                        ("CNN_GRADER_TRAINING_SOCKET", str(tmp_path / "training.sock")),
+                        ("CNN_GRADER_CACHE", str(tmp_path)), ("PYTHONPATH", str(tmp_path)),
+                        ("CNN_COURSE_PROFILE", "ci"), ("OMP_NUM_THREADS", "1")):
+        monkeypatch.setenv(name, value)
+    results = asyncio.run(run_in_kernel(SandboxedKernelManager(), work, [
+        "1 + 1",
+        f"open({str(secret / 'secret.txt')!r}).read()",
+        "import helper; helper.VALUE",
+        "open('note.txt', 'w').write('from the kernel'); open('note.txt').read()",
+        "import os; sorted(k for k in os.environ if k not in ('PATH', 'HOME', 'PWD'))",
+    ], interrupt=True))
+    assert results[0] == ("ok", "2")
+    assert results[1] == ("error", "FileNotFoundError")
+    assert results[2] == ("ok", "'handed in'")
+    assert results[3] == ("ok", "'from the kernel'")  # in the scratch copy ...
+    assert not (work / "note.txt").exists()  # ... which is thrown away
+    seen = set(eval(results[4][1]))  # noqa: S307 (the cell's list of names)
+    assert {"CNN_COURSE_PROFILE", "OMP_NUM_THREADS"} <= seen  # the profile and threads
+    from_host = seen & set(os.environ)  # the kernel's own (ipykernel's TERM, ...) aside
+    assert from_host <= {"CNN_COURSE_PROFILE", "OMP_NUM_THREADS", "LANG", "MPLBACKEND",
+                         "TERM"}, seen  # ipykernel sets TERM itself
+    assert results[5] == ("error", "KeyboardInterrupt")  # interrupted, and still alive:
+    assert results[6] == ("ok", "3")
+
+
+def test_kernel_reaches_no_socket_of_the_host(tmp_path):
+    """Neither a TCP service on the host's loopback (a Ray head's client server and
+    dashboard are such services) nor a Unix socket outside the sandbox."""
+    work = tmp_path / "work"
+    work.mkdir()
+    unix_path = tmp_path / "service.sock"
+    with socket.create_server(("127.0.0.1", 0)) as tcp, \
+            socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(str(unix_path))
+        unix.listen()
+        port = tcp.getsockname()[1]
+        tcp_code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)"
+        unix_code = (f"import socket; socket.socket(socket.AF_UNIX).connect({str(unix_path)!r})")
+        constructor = ("import socket, torch\n"
+                       "class Net(torch.nn.Module):\n"
+                       "    def __init__(self):\n"
+                       "        super().__init__()\n"
+                       f"        {tcp_code.split('; ')[1]}\n"
+                       "Net()")
+        results = asyncio.run(run_in_kernel(SandboxedKernelManager(), work,
+                                            [tcp_code, unix_code, constructor]))
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the services are there: the test itself can fail
+    assert results[0][0] == results[2][0] == "error", results
+    assert results[0][1] in ("OSError", "ConnectionRefusedError", "TimeoutError"), results
+    assert results[1] == ("error", "FileNotFoundError")
+
+
+def course_state(folder: Path) -> dict[str, tuple]:
+    """Every entry below ``folder`` (links not followed): its kind, mode, bytes or target."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        content = (os.readlink(path) if path.is_symlink() else
+                   path.read_bytes() if stat.S_ISREG(info.st_mode) else None)
+        state[str(path.relative_to(folder))] = (stat.S_IFMT(info.st_mode),
+                                                stat.S_IMODE(info.st_mode), content)
+    return state
+
+
+@pytest.mark.parametrize("name", TRUSTED_NAMES)
+def test_links_planted_by_the_kernel_never_reach_the_course(tmp_path, name):
+    """A cell replaces a name that trusted code later writes by a link to a hidden check,
+    the gradebook, a neighbour's submission, the master or the course's configuration.
+    The kernel's folder is a scratch copy: the course, links' targets included, stays
+    byte for byte and mode for mode as it was."""
+    course = tmp_path / "grader"
+    work = course / "autograded" / "ada" / "assignment_cnn"
+    targets = [course / "hidden_checks" / "test_parts.py", course / "gradebook.db",
+               course / "submitted" / "bob" / "assignment_cnn" / "assignment_cnn.ipynb",
+               course / "source" / "assignment_cnn" / "assignment_cnn.ipynb",
+               course / "nbgrader_config.py"]
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"the course's {target.name}")
+        target.chmod(0o640)
+    work.mkdir(parents=True)
+    (work / "assignment_cnn.ipynb").write_text("{}")
+    before = course_state(course)
+    plant = "\n".join(
+        f"import os\nfor index, target in enumerate({[str(t) for t in targets]!r}):\n"
+        f"    os.symlink(target, {name!r} + str(index))\n"
+        f"os.replace({name!r} + '1', {name!r})\n"
+        f"open({name!r}, 'w').write('overwritten by the student')\n"
+        f"sorted(os.listdir('.'))".splitlines())
+    results = asyncio.run(run_in_kernel(SandboxedKernelManager(), work, [plant]))
+    assert results[0][0] == "ok" and f"'{name}'" in results[0][1], results
+    assert course_state(course) == before
+
+
+def test_a_huge_write_fails_cleanly_and_leaves_nothing(tmp_path):
+    """1.5 GiB into the working folder, then into /tmp in files of 256 MiB: both stop at
+    the limits with an error the cell sees, the kernel lives on, the course is unchanged."""
+    work = tmp_path / "work"
+    work.mkdir()
+    write = ("import errno\nchunk = bytes(64 * 2**20)\ntry:\n"
+             "    with open({path!r}, 'wb') as out:\n"
+             "        for _ in range(24):\n"
+             "            out.write(chunk)\n"
+             "except OSError as error:\n"
+             "    written = errno.errorcode[error.errno]\n"
+             "written")
+    many = ("import errno, os\nchunk = bytes(256 * 2**20)\ndone = 0\ntry:\n"
+            "    for index in range(6):\n"
+            "        open(f'/tmp/part{index}', 'wb').write(chunk)\n"
+            "        done += 1\n"
+            "except OSError as error:\n"
+            "    done = (done, errno.errorcode[error.errno])\n"
+            "done")
+    results = asyncio.run(run_in_kernel(SandboxedKernelManager(), work, [
+        write.format(path="checkpoint.pt"), "import os; os.remove('checkpoint.pt')",
+        many, "1 + 1"]))
+    assert results[0][0] == "ok" and results[0][1] in ("'EFBIG'", "'ENOSPC'"), results
+    assert results[2][0] == "ok" and results[2][1].endswith("'ENOSPC')"), results
+    assert results[3] == ("ok", "2")
+    assert sorted(os.listdir(work)) == []
+
+
+async def run_in_kernel(manager, cwd: Path, cells: list[str],
+                        interrupt: bool = False) -> list[tuple[str, str]]:
+    """(status, result or error name) of each cell; with ``interrupt``, then of an
+    interrupted sleep and of `1 + 2`."""
+    await manager.start_kernel(cwd=str(cwd))
+    client = manager.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        results = [await execute(client, code) for code in cells]
+        if interrupt:
+            running = asyncio.Event()  # set by the cell's first output: interrupt it then
+            sleeping = asyncio.ensure_future(execute(
+                client, "import time; print('sleeping', flush=True); time.sleep(600)",
+                running.set))
+            await asyncio.wait_for(running.wait(), 60)
+            await manager.interrupt_kernel()
+            results.append(await asyncio.wait_for(sleeping, 60))
+            results.append(await execute(client, "1 + 2"))
+        return results
+    finally:
+        client.stop_channels()
+        await manager.shutdown_kernel(now=True)
+
+
+async def execute(client, code: str, on_stream=lambda: None) -> tuple[str, str]:
+    """(status, result or error name) of `code`; `on_stream` is called on its printouts."""
+    values = []
+
+    def keep(message):
+        if message["msg_type"] == "execute_result":
+            values.append(message["content"]["data"]["text/plain"])
+        elif message["msg_type"] == "stream":
+            on_stream()
+
+    reply = await client.execute_interactive(code, timeout=120, output_hook=keep)
+    content = reply["content"]
+    return content["status"], content.get("ename") or "".join(values)
