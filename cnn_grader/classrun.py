@@ -421,6 +421,7 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
     None: those it finds), the accuracy part's trainings run as Ray tasks with each
     model's GPU share (cnn_grader/training_tasks.py)."""
     from cnn_grader import gradebook
+    from cnn_grader.handed_in import refusal_line, set_aside_non_regular
     from cnn_grader.preflight import refusal
     from cnn_grader.unreadable import set_aside_unreadable
 
@@ -433,6 +434,8 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
     problem = gradebook.concurrency_problem(url, workers)
     if problem:
         raise SystemExit(problem)
+    for moved in set_aside_non_regular(course, assignment):  # before anything reads them
+        print(refusal_line(*moved), file=sys.stderr)
     everyone = submitted(course, assignment)
     chosen = list(students) if students else everyone
     unknown = sorted(set(chosen) - set(everyone))

@@ -38,7 +38,13 @@ if "autograde" in sys.argv[1:2]:
     message = refusal(REQUIRE_GPU)
     if message:
         raise SystemExit(f"grader/nbgrader_config.py: {message}")
+    from cnn_grader.handed_in import refusal_line, set_aside_non_regular  # noqa: E402
     from cnn_grader.unreadable import set_aside_unreadable  # noqa: E402
+
+    # Links, FIFOs, sockets and devices first: nbgrader's copy (and reading the notebooks
+    # below) would follow or open them (cnn_grader/handed_in.py).
+    for path, what, kept in set_aside_non_regular(HERE, "assignment_cnn"):
+        print(f"[nbgrader_config] {refusal_line(path, what, kept)}", file=sys.stderr)
 
     for path in set_aside_unreadable(HERE, "assignment_cnn"):
         print(f"[nbgrader_config] {path} is not a readable notebook: kept as "
