@@ -8,7 +8,7 @@ sequential grading gives (the sandboxed kernel, the description and the hidden c
 all run inside it); its process is forked from one that imported nbgrader and torch
 once per worker (cnn_grader/autograde_fork.py). Before the fan-out the machine checks
 run on every node and the gradebook is prepared once (cnn_grader/gradebook.py). A
-student whose grading ended writes a marker beside the autograded notebook: a second
+student whose grading ended gets a marker beside its log: a second
 run grades only what is left (``--force`` grades everyone again). A Ray worker that
 dies mid-submission is retried; a submission that makes nbgrader itself fail is
 reported ungraded, with the reason from its log, and the others finish. Ctrl-C
@@ -48,11 +48,15 @@ ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "grader"
 PROFILE_ENV = "CNN_COURSE_PROFILE"  # cnn_course.runtime.PROFILE_ENV, without importing torch
 ASSIGNMENT = "assignment_cnn"
-MARKER = ".classrun-graded"  # beside the autograded notebook: what was graded
 RAY_START_TRIES = 3
 RETRIES = 2  # a task whose Ray worker died is run again this many times
 CANCEL_GRACE_SECONDS = 10.0
 WAIT_SECONDS = 0.5  # how often the run looks for Ctrl-C while students are graded
+# A student's task is killed past this, and the student reported ungraded with that reason.
+# Within it: the submission's time budget (grader/nbgrader_config.py, TIME_BUDGET: 600 s
+# for the kernel and the description), the hidden checks (the profile's trainings: 2 min
+# on the cpu profile, README.md), and a wide grace for trainings queued for a GPU.
+TASK_SECONDS = 3600.0
 PHASES = re.compile(
     r"graded with profile (?P<profile>\w+): kernel (?P<kernel>[\d.]+|nan) s and description "
     r"(?P<description>[\d.]+) s .*?hidden checks (?P<checks>[\d.]+) s; (?P<passed>\d+) of "
@@ -107,7 +111,9 @@ def submission_stamp(course: Path, assignment: str, student: str) -> str:
 
 
 def marker(course: Path, assignment: str, student: str) -> Path:
-    return course / "autograded" / student / assignment / MARKER
+    """What a finished grading wrote, beside the student's log: never in the autograded
+    folder, whose files reach the student's feedback."""
+    return log_path(course, assignment, student).with_suffix(".graded")
 
 
 def already_graded(course: Path, assignment: str, student: str) -> bool:
@@ -148,14 +154,15 @@ def reason_from_log(text: str, returncode: int) -> str:
 
 
 def grade_student(course: str, assignment: str, student: str, entry: str,
-                  env: dict[str, str], training_device: str | None = None) -> Outcome:
+                  env: dict[str, str], training_device: str | None = None,
+                  task_seconds: float = TASK_SECONDS) -> Outcome:
     """Grade one student in a process of its own and read the phases from its log.
 
     The process is forked from a warm one (cnn_grader/autograde_fork.py), in a session of
     its own, and dies with its parent; its whole group is killed when this function is
-    interrupted, so a cancelled or killed task leaves no kernel or sandbox behind. With a
-    ``training_device`` its checks train in Ray tasks with GPU shares, on that device
-    (cnn_grader/training_tasks.py)."""
+    interrupted or after ``task_seconds``, so a cancelled, killed or stuck task leaves no
+    kernel or sandbox behind. With a ``training_device`` its checks train in Ray tasks
+    with GPU shares, on that device (cnn_grader/training_tasks.py)."""
     folder = Path(course)
     log = log_path(folder, assignment, student)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -173,13 +180,18 @@ def grade_student(course: str, assignment: str, student: str, entry: str,
         process = autograde_fork.start(entry, autograde_argv(assignment, student),
                                        str(folder), {**os.environ, **env}, str(log))
         try:
-            process.join()
+            process.join(timeout=task_seconds)
+            overran = process.exitcode is None
         finally:
             _kill_group(process)
     returncode = process.exitcode
     text = log.read_text(errors="replace")
     outcome = Outcome(student, graded=False, seconds=time.perf_counter() - start,
                       node=os.uname().nodename, attempts=_count_lines(tries))
+    if overran:
+        outcome.reason = (f"grading was stopped after {task_seconds:.0f} s, the longest a "
+                          f"student's task may run (the log says how far it got: {log})")
+        return outcome
     found = PHASES.search(text)
     if returncode != 0 or not found:
         outcome.reason = (reason_from_log(text, returncode) if returncode != 0 else
@@ -255,8 +267,8 @@ def start_ray(address: str | None, workers: int, gpus: int | None = None):
 
 
 def fan_out(ray, course: Path, assignment: str, students: list[str], workers: int,
-            env: dict[str, str], training_device: str | None = None, progress: bool = True
-            ) -> tuple[list[Outcome], bool]:
+            env: dict[str, str], training_device: str | None = None, progress: bool = True,
+            task_seconds: float = TASK_SECONDS) -> tuple[list[Outcome], bool]:
     """Grade ``students`` with at most ``workers`` tasks in flight; returns the outcomes
     and whether Ctrl-C interrupted the run. A task whose worker died is retried
     (``RETRIES``); its outcome counts its attempts. A student's task asks for no GPU:
@@ -278,7 +290,7 @@ def fan_out(ray, course: Path, assignment: str, students: list[str], workers: in
                     student = waiting.pop(0)
                     attempts_path(course, assignment, student).unlink(missing_ok=True)
                     running[task.remote(str(course), assignment, student, entry, env,
-                                        training_device)] = student
+                                        training_device, task_seconds)] = student
                 done, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_SECONDS)
                 for ref in done:
                     student = running.pop(ref)
@@ -414,7 +426,7 @@ def torch_threads(address: str | None, workers: int) -> dict[str, str]:
 def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: int = 1,
                 students: Sequence[str] | None = None, force: bool = False,
                 address: str | None = None, gpus: int | None = None,
-                progress: bool = True) -> ClassRun:
+                progress: bool = True, task_seconds: float = TASK_SECONDS) -> ClassRun:
     """Grade every submitted student of ``assignment`` (or ``students``) left to grade.
 
     Where the Ray cluster has GPUs (``gpus``: how many Ray manages on this machine,
@@ -473,7 +485,7 @@ def grade_class(course: Path = COURSE, assignment: str = ASSIGNMENT, workers: in
                **torch_threads(address, workers)}
         run.outcomes, run.interrupted = fan_out(ray, course, assignment, todo, workers, env,
                                                 training_device=device,
-                                                progress=progress)
+                                                progress=progress, task_seconds=task_seconds)
     finally:
         ray.shutdown()
     run.wall_seconds = time.perf_counter() - start
@@ -498,9 +510,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gpus", type=int, default=None,
                         help="GPUs Ray uses on this machine (default: those it finds); "
                              "with GPUs, trainings run as Ray tasks with each model's share")
+    parser.add_argument("--task-seconds", type=float, default=TASK_SECONDS,
+                        help="a student's grading is stopped past this, and the student "
+                             f"reported ungraded (default: {TASK_SECONDS:.0f})")
     args = parser.parse_args(argv)
+    if args.task_seconds <= 0:
+        parser.error(f"--task-seconds must be positive, not {args.task_seconds:g}")
     run = grade_class(args.course, args.assignment, args.workers, args.students, args.force,
-                      args.address, args.gpus)
+                      args.address, args.gpus, task_seconds=args.task_seconds)
     print(table(run))
     report = args.course.resolve() / "logs" / args.assignment / "classrun.csv"
     write_csv(run, report)

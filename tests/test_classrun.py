@@ -86,6 +86,7 @@ def test_a_marker_counts_only_for_the_submission_it_was_written_for(tmp_path):
     course = make_course(tmp_path / "course", {"ada": "ok"})
     assert not classrun.already_graded(course, ASSIGNMENT, "ada")
     path = classrun.marker(course, ASSIGNMENT, "ada")
+    assert "autograded" not in path.parts  # its files reach the student's feedback
     path.parent.mkdir(parents=True)
     path.write_text(classrun.submission_stamp(course, ASSIGNMENT, "ada"))
     assert classrun.already_graded(course, ASSIGNMENT, "ada")
@@ -165,6 +166,27 @@ def test_sqlite_with_several_workers_and_unknown_students_are_refused(tmp_path, 
         classrun.grade_class(course, students=["bob"], progress=False)
     with pytest.raises(SystemExit, match="at least 1"):
         classrun.grade_class(course, workers=0, progress=False)
+
+
+def test_a_task_past_its_time_is_stopped_whole_and_reported(tmp_path, fake_nbgrader):
+    course = make_course(tmp_path / "course", {"ada": "sleep", "bob": "ok"})
+    entry = classrun.autograde_entry()
+    start = time.monotonic()
+    stuck = classrun.grade_student(str(course), ASSIGNMENT, "ada", entry, {}, task_seconds=3)
+    assert time.monotonic() - start < 3 + 10
+    assert not stuck.graded
+    assert stuck.reason.startswith("grading was stopped after 3 s"), stuck.reason
+    sleeper = int((course / "pids" / "ada").read_text())
+    wait_for(lambda: dead(sleeper), 30, "the stopped student's process to end")
+    assert not classrun.marker(course, ASSIGNMENT, "ada").exists()
+    done = classrun.grade_student(str(course), ASSIGNMENT, "bob", entry, {}, task_seconds=60)
+    assert done.graded, done.reason  # the next student in the same worker is graded
+
+
+def test_the_task_time_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        classrun.main(["--task-seconds", "0"])
+    assert "--task-seconds must be positive" in capsys.readouterr().err
 
 
 def test_the_table_and_csv_keep_every_student(tmp_path):
