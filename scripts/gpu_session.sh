@@ -13,6 +13,7 @@
 #   share      1, 2 and 4 AlexNet trainings at once on one GPU (about 1 min)
 #   benchmark  the course pipeline against the textbook one (about 1 min)
 #   vgg16      calibration of VGG16: 4 runs of 4 epochs (about 7 min on an H100)
+#   sandbox    the grader's sandbox sees no GPU while the host does (seconds)
 # (estimated from docs/CALIBRATION.md's epoch times).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,10 +23,10 @@ mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export CNN_COURSE_PROFILE=full
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(alexnet share benchmark vgg16)
+[ ${#steps[@]} -gt 0 ] || steps=(sandbox alexnet share benchmark vgg16)
 for step in "${steps[@]}"; do
-  case "$step" in alexnet|share|benchmark|vgg16) ;; *)
-    echo "unknown step '$step' (valid: alexnet, share, benchmark, vgg16)"; exit 2 ;;
+  case "$step" in alexnet|share|benchmark|vgg16|sandbox) ;; *)
+    echo "unknown step '$step' (valid: alexnet, share, benchmark, vgg16, sandbox)"; exit 2 ;;
   esac
 done
 
@@ -44,6 +45,8 @@ for step in "${steps[@]}"; do
     share)
       timeout 150 "$python" scripts/benchmark_gpu_share.py --counts 1 2 4 \
         | tee "$out/share.txt" || status=1 ;;
+    sandbox)
+      timeout 60 "$python" scripts/check_sandbox_gpu.py | tee "$out/sandbox.txt" || status=1 ;;
     benchmark)
       timeout 80 "$python" scripts/benchmark_pipeline.py --images 16384 --batch 256 \
         --workers 8 | tee "$out/benchmark.txt" || status=1 ;;

@@ -20,7 +20,7 @@ def run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
 def test_unknown_step_is_refused_before_any_work(tmp_path):
     result = run("alexnet", "plots", tmp_path=tmp_path)
     assert result.returncode == 2
-    assert "unknown step 'plots' (valid: alexnet, share, benchmark, vgg16)" in result.stdout
+    assert "unknown step 'plots' (valid: alexnet, share, benchmark, vgg16, sandbox)" in result.stdout
     assert not (tmp_path / "machine.txt").exists()
 
 
