@@ -19,13 +19,14 @@ student's kernel (grader/README.md).
 ``generate_feedback``: ``ShortenErrors`` replaces each traceback with the error's one-line
 message (the check's own words to the student).
 """
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import from_dict
-from nbformat.v4 import new_output
+from nbformat.v4 import new_markdown_cell, new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Unicode
 
@@ -40,6 +41,7 @@ from cnn_grader import training_cache
 MASTER_ONLY_TAG = "master-only"
 DESCRIPTION = "cnn_course_description"  # resources key: (future of the description, profile)
 KERNEL_SECONDS = "cnn_course_kernel_seconds"  # resources key: how long the kernel ran
+BUDGET = "cnn_course_budget"  # resources key: (time.monotonic() deadline, budget in seconds)
 
 
 def _timed(function, *args):
@@ -145,19 +147,32 @@ class RestoreDeletedTests(OverwriteCells):
 
 
 class SandboxedExecute(Execute):
-    """nbgrader's Execute with the kernel in the sandbox, surviving a kernel that dies.
+    """nbgrader's Execute with the kernel in the sandbox, surviving a kernel that dies,
+    within the submission's time budget.
 
     The kernel only shows students their own outputs: grades come from
     ``GradeOutsideKernel``. When the kernel dies (``os._exit``, a crash, memory), the
-    cell says so, the remaining cells are marked as not run, and grading goes on.
+    cell says so, the remaining cells are marked as not run, and grading goes on. A cell
+    still running when the budget (``StartDescribing``) is spent is interrupted, and the
+    cells after it are marked as not run, saying why.
     """
+
+    _deadline = _budget = math.inf  # set per notebook from StartDescribing's budget
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+        self.timeout_func = self._cell_timeout
+
+    def _cell_timeout(self, cell) -> int | None:
+        """The cell's limit: ``timeout``, or less where the budget ends sooner."""
+        left = self._deadline - time.monotonic()
+        limit = self.timeout if self.timeout and self.timeout > 0 else math.inf
+        return None if math.isinf(min(limit, left)) else max(1, math.ceil(min(limit, left)))
 
     def preprocess(self, nb, resources=None, km=None):
         self._dead = False
+        self._deadline, self._budget = (resources or {}).get(BUDGET, (math.inf, math.inf))
         start = time.perf_counter()
         try:
             return super().preprocess(nb, resources, km)
@@ -174,8 +189,14 @@ class SandboxedExecute(Execute):
             cell.outputs = [new_output("stream", name="stdout",
                                        text="(not run: the kernel stopped in an earlier cell)\n")]
             return cell, resources
+        if time.monotonic() >= self._deadline:
+            cell.outputs = [new_output("stream", name="stdout", text=(
+                f"(not run: this submission's time budget of {self._budget:.0f} s was spent; "
+                "your grades come from the grader's own run of your code, not from this "
+                "kernel)\n"))]
+            return cell, resources
         try:
-            return super().preprocess_cell(cell, resources, index)
+            cell, resources = super().preprocess_cell(cell, resources, index)
         except (DeadKernelError, CellTimeoutError) as error:
             self._dead = True
             why = ("the kernel died while running this cell" if isinstance(error, DeadKernelError)
@@ -183,6 +204,13 @@ class SandboxedExecute(Execute):
             cell.outputs.append(new_output("error", ename="KernelStopped", evalue=why,
                                            traceback=[f"KernelStopped: {why}"]))
             return cell, resources
+        interrupted = any(o.get("ename") in ("KeyboardInterrupt", "CellTimeoutError")
+                          for o in cell.get("outputs", []))
+        if interrupted and time.monotonic() >= self._deadline:
+            cell.outputs.append(new_output("stream", name="stdout", text=(
+                f"(stopped: this submission's time budget of {self._budget:.0f} s was spent "
+                "while this cell ran)\n")))
+        return cell, resources
 
 
 class StartDescribing(NbGraderPreprocessor):
@@ -190,12 +218,15 @@ class StartDescribing(NbGraderPreprocessor):
 
     The notebook's code runs once more in a sandboxed process that writes a plain-data
     description of each network (cnn_grader/describe.py); it runs in a background thread
-    while the kernel executes the notebook, and ``GradeOutsideKernel`` waits for it.
+    while the kernel executes the notebook, and ``GradeOutsideKernel`` waits for it. Both
+    end within ``budget_seconds`` from here: the submission's time budget.
     """
 
     profile = Unicode("", help="grading profile (empty: CNN_COURSE_PROFILE or the default)"
                       ).tag(config=True)
     describe_seconds = Float(300.0, help="wall-clock limit of one sandboxed run").tag(config=True)
+    budget_seconds = Float(600.0, help="time budget of the submission's code: the kernel's "
+                           "cells and the description end by then").tag(config=True)
     cell_seconds = Float(30.0, help="a cell is interrupted after this long, as in the kernel"
                          ).tag(config=True)
 
@@ -204,12 +235,23 @@ class StartDescribing(NbGraderPreprocessor):
         limits = Limits(wall_seconds=self.describe_seconds,
                         cpu_seconds=int(self.describe_seconds) * 2)
         folder = resources.get("metadata", {}).get("path") or None
+        deadline = time.monotonic() + self.budget_seconds
+        resources[BUDGET] = (deadline, self.budget_seconds)
         pool = ThreadPoolExecutor(max_workers=1)
         resources[DESCRIPTION] = (pool.submit(_timed, describe_submission, deepcopy(nb.cells),
-                                              profile, limits, self.cell_seconds, folder),
+                                              profile, limits, self.cell_seconds, folder,
+                                              deadline),
                                   profile)
         pool.shutdown(wait=False)
         return nb, resources
+
+
+HOW_IT_RAN = (
+    "**How your notebook ran for grading** (profile `{profile}`): in a sandbox on the CPU, "
+    "with no GPU and no network, each cell for at most {cell} s and all of them for at most "
+    "{budget} s; cells past that were skipped. The outputs below are your code's, but your "
+    "grades do not come from them: the grader ran your code again on its own, and each "
+    "test cell shows the result of its check of the network your code builds.")
 
 
 class GradeOutsideKernel(NbGraderPreprocessor):
@@ -219,10 +261,20 @@ class GradeOutsideKernel(NbGraderPreprocessor):
     ``StartDescribing`` asked for. Each test cell's outputs are replaced by its check's
     result (one line on success, the message as an error on failure), which nbgrader's
     GetGrades then scores. So nothing the notebook printed, warned or changed in its
-    kernel affects a grade.
+    kernel affects a grade. A first cell tells the student how the notebook ran.
     """
 
+    cell_seconds = Float(30.0, help="the kernel's limit per cell, as the student is told"
+                         ).tag(config=True)
+
     def preprocess(self, nb, resources):
+        _deadline, budget = resources.get(BUDGET, (math.inf, math.inf))
+        note = new_markdown_cell(HOW_IT_RAN.format(
+            profile=resources[DESCRIPTION][1], cell=f"{self.cell_seconds:.0f}",
+            budget="unlimited" if math.isinf(budget) else f"{budget:.0f}"))
+        if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
+            del note["id"]  # cell ids came with nbformat 4.5 (Colab saves 4.0)
+        nb.cells.insert(0, note)
         future, profile = resources.pop(DESCRIPTION)
         models, describing = future.result()
         cached, fresh = training_cache.counts()

@@ -11,11 +11,14 @@ so that one broken cell costs only the models that need it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import stat
 import sys
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +104,16 @@ def build_job(cells: list[Any], profile: str) -> dict:
 
 
 def _read_events(path: Path) -> list[dict]:
-    """The events the child wrote; anything malformed ends the list."""
-    if not path.exists():
+    """The events the child wrote; anything malformed ends the list. The child's code could
+    have replaced the file: a link is not followed, and only a regular file is read (a
+    FIFO would block, a device never end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # missing, or a link
         return []
-    with open(path, "rb") as handle:
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
         raw = handle.read(MAX_EVENTS_BYTES + 1)
     events = []
     for line in raw[:MAX_EVENTS_BYTES].splitlines():
@@ -255,25 +264,36 @@ def _run_once(job: dict, profile: str, limits: Limits, folder: Path | None,
 
 
 def describe_submission(cells: list[Any], profile: str, limits: Limits = Limits(),
-                        cell_seconds: float = 30.0, folder: Path | None = None
-                        ) -> dict[str, ModelResult]:
+                        cell_seconds: float = 30.0, folder: Path | None = None,
+                        deadline: float | None = None) -> dict[str, ModelResult]:
     """Per model key: what the sandbox could describe of it, or the problem that stopped it.
 
     ``folder`` is the notebook's folder: the code runs there (read-only, a copy taken now),
-    as in the kernel; each cell is interrupted after ``cell_seconds``.
+    as in the kernel; each cell is interrupted after ``cell_seconds``. No run goes past
+    ``deadline`` (``time.monotonic()``: the submission's time budget), retries included.
     """
     with tempfile.TemporaryDirectory(prefix="cnn-notebook-") as holder:
         copy = snapshot(Path(folder).resolve(), Path(holder)) if folder else None
         return _describe(cells, profile, limits, cell_seconds,
-                         Path(folder).resolve() if folder else None, copy)
+                         Path(folder).resolve() if folder else None, copy, deadline)
+
+
+BUDGET_SPENT = "the submission's time budget was spent before the grader got there"
 
 
 def _describe(cells: list[Any], profile: str, limits: Limits, cell_seconds: float,
-              folder: Path | None, copy: Path | None) -> dict[str, ModelResult]:
+              folder: Path | None, copy: Path | None,
+              deadline: float | None) -> dict[str, ModelResult]:
     job = {**build_job(cells, profile), "cell_seconds": cell_seconds}
     results: dict[str, ModelResult] = {}
+    ended = BUDGET_SPENT
     for _attempt in range(MAX_RETRIES + 1):
-        events, outcome = _run_once(job, profile, limits, folder, copy)
+        left = math.inf if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            break
+        events, outcome = _run_once(job, profile, replace(
+            limits, wall_seconds=min(limits.wall_seconds, left)), folder, copy)
+        ended = f"it {outcome.describe()}"
         running, describing, collector = None, None, _Collector()
         for event in events:
             if event.get("event") == "cell" and isinstance(event.get("index"), int):
@@ -305,7 +325,7 @@ def _describe(cells: list[Any], profile: str, limits: Limits, cell_seconds: floa
     for model in job["models"]:
         results.setdefault(model["key"], ModelResult(
             problem=f"the grader could not run the notebook's code up to the "
-                    f"{MODELS[model['key']][0]} cell: it {outcome.describe()}"))
+                    f"{MODELS[model['key']][0]} cell: {ended}"))
     for key, (class_name, grade_id, _size) in MODELS.items():
         results.setdefault(key, ModelResult(
             problem=f"the notebook has no {class_name} cell (grade_id {grade_id})"))

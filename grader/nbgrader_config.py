@@ -31,6 +31,11 @@ REQUIRE_GPU = gpu_required()
 # description of the reference took 15 s, 4 of them starting Python, torch and IPython.
 CELL_TIMEOUT = 30
 DESCRIBE_SECONDS = 120.0
+# Time budget of a submission's code (grader/README.md, "What the sandbox protects"): its
+# kernel and its description, side by side, end by then; cells still to run are skipped
+# and say why. Grades come from the description, so a slow notebook keeps them. The
+# hidden checks (the grader's own code) come after, in the time the profile's training takes.
+TIME_BUDGET = 600.0
 
 if "autograde" in sys.argv[1:2]:
     from cnn_grader.preflight import refusal  # noqa: E402
@@ -96,7 +101,9 @@ c.Execute.interrupt_on_timeout = True
 c.SandboxedExecute.timeout = CELL_TIMEOUT
 c.SandboxedExecute.interrupt_on_timeout = True
 c.StartDescribing.describe_seconds = DESCRIBE_SECONDS
+c.StartDescribing.budget_seconds = TIME_BUDGET
 c.StartDescribing.cell_seconds = CELL_TIMEOUT
+c.GradeOutsideKernel.cell_seconds = CELL_TIMEOUT
 c.SandboxedKernelManager.read_only = [str(p) for p in kernel_visible_paths()]
 c.Autograde.autograde_preprocessors = [
     step for default in defaults(Autograde, "autograde_preprocessors")

@@ -137,3 +137,30 @@ def test_an_unfinished_stub_says_so(tmp_path):
                                   folder=tmp_path)["alexnet"].problem
     assert "the cell is not finished: replace `raise NotImplementedError()`" in problem
     assert "line 6: `raise NotImplementedError()`" in problem
+
+
+@pytest.mark.parametrize("replacement", [
+    "os.mkfifo(events)",  # would block the grader's read for ever
+    "os.symlink('/dev/zero', events)",  # would never end
+    "os.symlink({hidden!r}, events)",  # a file of the grader's, echoed in a message
+])
+def test_the_grader_never_follows_what_the_code_put_in_place_of_its_output(tmp_path,
+                                                                           replacement):
+    """The describing process knows where its events go (its argv): code that replaces
+    that file by a FIFO, a device or a link costs the models, never the grader's time
+    or a read of another file."""
+    hidden = tmp_path / "grader" / "hidden.jsonl"  # lines a reader of events would echo
+    hidden.parent.mkdir()
+    hidden.write_text('{"event": "model_error", "key": "alexnet", "message": "SECRET"}\n')
+    folder = tmp_path / "notebook"
+    folder.mkdir()
+    cells = notebook(
+        ("import os, sys\nevents = sys.argv[2]\nos.remove(events)\n"
+         + replacement.format(hidden=str(hidden)) + "\nos._exit(0)\n", None),
+        (TINY.format(name="AlexNet"), "alexnet_model"), (TINY.format(name="VGG16"), "vgg16_model"))
+    start = time.monotonic()
+    results = describe_submission(cells, "ci", Limits(wall_seconds=60), folder=folder)
+    assert time.monotonic() - start < 60
+    for key in ("alexnet", "vgg16"):
+        assert results[key].problem and not results[key].graphs, results[key]
+        assert "SECRET" not in results[key].problem

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration  # make test-integration
 MASTER = ROOT / "solutions" / NOTEBOOK
 CELL_TIMEOUT = 10  # seconds a cell may run in this test's kernel
 DESCRIBE_SECONDS = 90  # seconds the sandbox may take to describe a submission here
+TIME_BUDGET = 150  # seconds a submission's kernel and description may take here
+SLOW_CELLS = 20  # cells of 9 s each at the end of `slow_cells`: 180 s, past the budget
 
 
 def meta(cell) -> dict:
@@ -216,6 +218,27 @@ def trains_after_class(source: str) -> str:
     return source + "\nimport time\nfor step in range(10**6):\n    time.sleep(0.01)\n"
 
 
+PLANT_LINKS = """
+import os, socket
+# names that trusted code writes, chmods or copies after the kernel, pointed at the course
+targets = {{"{notebook}": "../../../gradebook.db",
+           ".classrun-graded": "../../../nbgrader_config.py",
+           "feedback.html": "../../reference/{assignment}/{notebook}",
+           "notes.txt": "../../../source/{assignment}/{notebook}"}}
+for name, target in targets.items():
+    if os.path.lexists(name):
+        os.remove(name)
+    os.symlink(target, name)
+print("planted", sorted(os.listdir(".")))
+for address in (("127.0.0.1", 10001), ("127.0.0.1", 8265), ("127.0.0.1", 6379)):
+    try:
+        socket.create_connection(address, timeout=2)
+        print("REACH" + "ED", address)  # the page shows the source: its words differ
+    except OSError as error:
+        print("no network:", type(error).__name__)
+"""
+
+
 def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, float]]]:
     """Each student's notebook and the points each graded part must get."""
     reference = copy.deepcopy(released)
@@ -258,9 +281,22 @@ def submissions(released) -> dict[str, tuple[nbformat.NotebookNode, dict[str, fl
     deleted = changed("alexnet_model", lambda s: "raise RuntimeError('not finished yet')\n" + s)
     deleted.cells.remove(cell_by_id(deleted, "vgg16_parameters"))
 
+    # Twenty cells of 9 s after the last test: past the budget, skipped, full points.
+    slow = copy.deepcopy(reference)
+    slow.cells += [nbformat.v4.new_code_cell("import time\ntime.sleep(9)")
+                   for _ in range(SLOW_CELLS)]
+    # A cell that replaces what trusted code later writes by links into the course.
+    planter = copy.deepcopy(reference)
+    planter.cells.insert(planter.cells.index(cell_by_id(planter, "alexnet_model")),
+                         nbformat.v4.new_code_cell(PLANT_LINKS.format(
+                             notebook=NOTEBOOK, assignment=ASSIGNMENT)))
+
     conv2_parts = {"alexnet_parameters", "alexnet_feature_maps", "alexnet_accuracy"}
     return {
         "reference": (reference, expected(set())),
+        "slow_cells": (slow, expected(set())),
+        "plants_links": (planter, expected(set())),
+        "hands_in_a_link": (copy.deepcopy(reference), expected(set())),
         "untouched_test_edited": (edited, expected(ALEXNET | VGG16)),
         "raises_test_deleted": (deleted, expected(ALEXNET)),
         "hostile": (hostile, expected(ALEXNET | VGG16)),
@@ -285,7 +321,9 @@ def course(tmp_path_factory):
     course = make_course(tmp_path_factory.mktemp("grading") / "course")
     config = course / "nbgrader_config.py"
     text = config.read_text()
-    for setting, value in (("CELL_TIMEOUT = ", CELL_TIMEOUT), ("DESCRIBE_SECONDS = ", DESCRIBE_SECONDS)):
+    for setting, value in (("CELL_TIMEOUT = ", CELL_TIMEOUT),
+                           ("DESCRIBE_SECONDS = ", DESCRIBE_SECONDS),
+                           ("TIME_BUDGET = ", TIME_BUDGET)):
         assert setting in text
         text = re.sub(rf"^{setting}.*$", f"{setting}{value}", text, flags=re.M)
     config.write_text(text)
@@ -296,14 +334,34 @@ def course(tmp_path_factory):
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / NOTEBOOK)
     (course / "submitted" / "careless" / ASSIGNMENT / "notes.txt").write_text("my notes")
+    (course / "submitted" / "hands_in_a_link" / ASSIGNMENT / "notes.txt").symlink_to(
+        course / "nbgrader_config.py")
     truncated = course / "submitted" / "truncated" / ASSIGNMENT
     truncated.mkdir(parents=True)
     text = (course / "submitted" / "reference" / ASSIGNMENT / NOTEBOOK).read_text()
     (truncated / NOTEBOOK).write_text(text[:len(text) // 2])
+    before = course_files(course)
     result = nbgrader(course, "autograde", ASSIGNMENT)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert course_files(course) == before, "grading changed a file of the course"
+    assert "hands_in_a_link/assignment_cnn/notes.txt is a symbolic link to" in result.stderr
+    assert (course / "refused" / "hands_in_a_link" / ASSIGNMENT / "notes.txt").is_symlink()
     points = {student: points for student, (_, points) in plan.items()}
     return course, {**points, "truncated": expected(ALEXNET | VGG16)}
+
+
+def course_files(course: Path) -> dict[str, tuple[int, bytes]]:
+    """Mode and bytes of every file that grading must leave alone: the configuration, the
+    master, the release and every submission (links are moved aside, so not listed; the
+    unreadable notebook is replaced by a stand-in on purpose)."""
+    files = {}
+    for path in sorted(course.rglob("*")):
+        parts = path.relative_to(course).parts
+        if path.is_file() and not path.is_symlink() and parts[0] in (
+                "nbgrader_config.py", "source", "release", "submitted") and parts[:2] != (
+                "submitted", "truncated"):
+            files[str(path.relative_to(course))] = (path.stat().st_mode, path.read_bytes())
+    return files
 
 
 def test_master_has_graded_parts_for_both_models():
@@ -328,13 +386,17 @@ GRADER_SECRETS = ("BEGIN HIDDEN TESTS", "hidden_checks", "def test_parameters",
                   "c.CourseDirectory", "SQLite format", "DescriptionError")
 TRACEBACKS = ("most recent call last", "site-packages")
 FEEDBACK = {  # student -> words their feedback must contain
-    "reference": ["On a CPU (profile ci) this part checks", "computes the paper"],
+    "reference": ["On a CPU (profile ci) this part checks", "computes the paper",
+                  "How your notebook ran for grading", "no GPU and no network",
+                  "each cell for at most 10 s and all of them for at most 150 s"],
     "conv2_torchvision": ["conv2", "expected", "torchvision.models"],
     "relu_dropped_memory_hog": ["without a ReLU", "MemoryError"],
     "pools_2x2_exits": ["max-pool 1", "3x3", "VGG16 cell"],
     "hangs_loops": ["in training mode did not finish in time", "VGG16 cell"],
     "truncated": ["could not read the notebook you submitted"],
     "raises_test_deleted": ["RuntimeError: not finished yet"],
+    "slow_cells": ["time budget of 150 s was spent"],
+    "plants_links": ["no network: "],
     "careless": ["walking the file system",  # the course's files, seen from the kernel's folder
                  "cannot read ../../../nbgrader_config.py FileNotFoundError",
                  "cannot read ../../../gradebook.db FileNotFoundError"],
@@ -345,6 +407,15 @@ def test_feedback_hides_the_grader_and_explains_failures(course):
     folder, plan = course
     result = nbgrader(folder, "generate_feedback", ASSIGNMENT)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert not [p for p in (folder / "feedback").rglob("*") if p.is_symlink()]
+    for student in plan:  # besides the page, only what the student handed in, as handed in
+        handed_in = folder / "submitted" / student / ASSIGNMENT
+        given = folder / "feedback" / student / ASSIGNMENT
+        for path in (p for p in given.rglob("*") if p.is_file() and p.suffix != ".html"):
+            original = handed_in / path.relative_to(given)
+            assert original.is_file() and original.read_bytes() == path.read_bytes(), path
+    planter = (folder / "feedback" / "plants_links" / ASSIGNMENT / f"{ASSIGNMENT}.html")
+    assert "REACHED" not in planter.read_text() and "no network" in planter.read_text()
     for student in plan:
         html = (folder / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
         for secret in GRADER_SECRETS + (TRACEBACKS if student != "careless" else ()):

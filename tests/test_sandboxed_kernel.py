@@ -13,6 +13,7 @@ import pytest
 from cnn_grader.sandbox import NO_SANDBOX_ENV, sandbox_problem
 from cnn_grader.sandboxed_kernel import SandboxedKernelManager
 from conftest import require
+from waiting import wait_for
 
 # What trusted code writes, chmods or copies in the kernel's folder after the kernel ran
 # (nbconvert, nbgrader's set_permissions and generate_feedback, classrun's marker), and
@@ -197,3 +198,60 @@ async def execute(client, code: str, on_stream=lambda: None) -> tuple[str, str]:
     reply = await client.execute_interactive(code, timeout=120, output_hook=keep)
     content = reply["content"]
     return content["status"], content.get("ename") or "".join(values)
+
+
+@pytest.mark.integration
+def test_a_ray_head_without_authentication_is_out_of_reach(tmp_path):
+    """Ray 2.60's default head (`ray start --head`: GCS, client server, dashboard, no
+    token): its client server runs code for whoever connects. From a cell and from a
+    constructor, ``ray.init("ray://...")`` and the dashboard's job API reach nothing."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    ray_cli = Path(sys.executable).parent / "ray"
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    ports = {"--port": free_port(), "--ray-client-server-port": free_port(),
+             "--dashboard-port": free_port()}
+    started = subprocess.run([str(ray_cli), "start", "--head", "--num-cpus=1",
+                              "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                              f"--temp-dir={ray_tmp}",
+                              *[f"{option}={port}" for option, port in ports.items()]],
+                             env=env, capture_output=True, text=True, timeout=240)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        client, dashboard = ports["--ray-client-server-port"], ports["--dashboard-port"]
+        work = tmp_path / "work"
+        work.mkdir()
+        joins = (f"import ray\ntry:\n    ray.init('ray://127.0.0.1:{client}')\n"
+                 "    result = 'joined'\nexcept Exception as error:\n"
+                 "    result = type(error).__name__\nresult")
+        jobs = (f"import urllib.request\ntry:\n    result = urllib.request.urlopen("
+                f"'http://127.0.0.1:{dashboard}/api/jobs/', timeout=5).status\n"
+                "except Exception as error:\n    result = type(error).__name__\nresult")
+        constructor = ("import socket, torch\nclass Net(torch.nn.Module):\n"
+                       "    def __init__(self):\n        super().__init__()\n"
+                       f"        socket.create_connection(('127.0.0.1', {client}), timeout=5)\n"
+                       "Net()")
+        results = asyncio.run(run_in_kernel(SandboxedKernelManager(), work,
+                                            [joins, jobs, constructor]))
+        for port in (client, dashboard):  # the doors are open here, outside the sandbox
+            socket.create_connection(("127.0.0.1", port), timeout=30).close()
+    finally:
+        # this head's processes only (`ray stop` would stop every Ray instance here)
+        subprocess.run(["pkill", "-9", "-f", ray_tmp], capture_output=True)
+        wait_for(lambda: not subprocess.run(["pgrep", "-f", ray_tmp], capture_output=True
+                                            ).stdout, 60, "the Ray head to stop")
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert results[0][0] == "ok" and results[0][1] not in ("'joined'", ""), results
+    assert results[1][0] == "ok" and results[1][1] in ("'URLError'", "'OSError'"), results
+    assert results[2][0] == "error", results
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
