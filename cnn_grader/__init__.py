@@ -20,7 +20,7 @@ Imports point downward only:
 - ``gradebook``: the gradebook's URL, and what must be in it before parallel grading.
 - ``app_logging``: the Formgrader's reports without DEBUG lines (a filter in the server).
 - ``classrun``: a whole class on Ray, one ``nbgrader autograde`` per student (uses
-  ``gradebook``, ``preflight``, ``unreadable``, and ``autograde_fork``, which starts each
-  student's process from a warm one; ``ray_site`` holds a stand-in for Ray's own
-  processes).
+  ``gradebook``, ``preflight``, ``unreadable``, ``handed_in``, and ``autograde_fork``,
+  which starts each student's process from a warm one; ``ray_site`` holds a stand-in for
+  Ray's own processes).
 """
