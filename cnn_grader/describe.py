@@ -25,7 +25,9 @@ from typing import Any
 from cnn_course import get_profile
 
 from cnn_grader.netgraph.description import DescriptionError, Graph, Inventory, load_graph, load_inventory
-from cnn_grader.sandbox import Limits, Outcome, run_sandboxed, sandbox_disabled
+from cnn_grader.sandbox import (
+    HANDED_IN, Limits, Outcome, in_scratch_copy, run_sandboxed, sandbox_disabled,
+)
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "describe_child.py"
@@ -250,16 +252,19 @@ def _run_once(job: dict, profile: str, limits: Limits, folder: Path | None,
         work = Path(scratch)
         (work / "job.json").write_text(json.dumps(job))
         events = work / "events.jsonl"
+        argv = [sys.executable, str(CHILD), str(work / "job.json"), str(events)]
+        mounts: dict[Path, Path] = {}
+        scratch: dict[Path, int] = {}
         if copy is None:
-            mounts, cwd = {}, work
+            cwd = work
         elif sandbox_disabled():
-            mounts, cwd = {}, copy
-        else:  # the copy, read-only, where the notebook's folder is
-            mounts, cwd = {folder: copy}, folder
-        outcome = run_sandboxed(
-            [sys.executable, str(CHILD), str(work / "job.json"), str(events)],
-            read_only=[*visible_paths(), CHILD], writable=[work], mounts=mounts,
-            env=_sandbox_env(profile), cwd=cwd, limits=limits)
+            cwd = copy
+        else:  # a scratch copy of the snapshot where the notebook's folder is, as the kernel
+            mounts, scratch, cwd = {HANDED_IN: copy}, {folder: limits.scratch_bytes}, folder
+            argv = in_scratch_copy(argv)
+        outcome = run_sandboxed(argv, read_only=[*visible_paths(), CHILD], writable=[work],
+                                mounts=mounts, scratch=scratch, env=_sandbox_env(profile),
+                                cwd=cwd, limits=limits)
         return _read_events(events), outcome
 
 
@@ -268,7 +273,8 @@ def describe_submission(cells: list[Any], profile: str, limits: Limits = Limits(
                         deadline: float | None = None) -> dict[str, ModelResult]:
     """Per model key: what the sandbox could describe of it, or the problem that stopped it.
 
-    ``folder`` is the notebook's folder: the code runs there (read-only, a copy taken now),
+    ``folder`` is the notebook's folder: the code runs there, in a scratch copy of a snapshot
+    taken now (files handed in beside the notebook import; writes are thrown away),
     as in the kernel; each cell is interrupted after ``cell_seconds``. No run goes past
     ``deadline`` (``time.monotonic()``: the submission's time budget), retries included.
     """

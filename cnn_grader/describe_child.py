@@ -391,6 +391,8 @@ def run_limited(seconds: float, action: Any) -> Any:
 def main(job_path: str, out_path: str) -> int:
     with open(job_path, encoding="utf-8") as handle:
         job = json.load(handle)
+    sys.path[0] = os.getcwd()  # as in the kernel: modules handed in beside the notebook
+
     report = Reporter(out_path)
     silence_student_output()
     os.environ.setdefault("MPLBACKEND", "Agg")

@@ -48,6 +48,7 @@ class Limits:
     wall_seconds: float = 300.0  # then the whole process group is killed
     processes: int | None = None  # RLIMIT_NPROC, unreliable for root
     tmp_bytes: int = 2**30  # the size of the sandbox's /tmp (a tmpfs, in memory)
+    scratch_bytes: int = 2**30  # the size of a scratch working directory (``in_scratch_copy``)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,19 @@ class Outcome:
         if self.returncode:
             return f"exited with status {self.returncode}"
         return "finished"
+
+
+# Where a sandbox finds, read-only, the folder that ``in_scratch_copy`` copies.
+HANDED_IN = Path("/run/cnn-handed-in")
+
+
+def in_scratch_copy(argv: list[str]) -> list[str]:
+    """``argv``, run after copying ``HANDED_IN`` into the working directory: give the
+    sandbox the real folder at ``HANDED_IN`` (``mounts``) and a tmpfs of
+    ``Limits.scratch_bytes`` at the working directory (``scratch``). Student code then
+    works in a copy that is thrown away with the sandbox; what does not fit is left out
+    (cp says so on stderr) and ``argv`` runs all the same."""
+    return ["/bin/sh", "-c", 'cp -R "$0"/. . ; exec "$@"', str(HANDED_IN), *argv]
 
 
 def sandbox_disabled() -> bool:
@@ -206,7 +220,8 @@ def limit_setter(limits: Limits) -> Callable[[], None]:
 def run_sandboxed(argv: list[str], *, read_only: Iterable[Path] = (),
                   writable: Iterable[Path] = (), env: dict[str, str] | None = None,
                   cwd: Path | None = None, limits: Limits = Limits(),
-                  network: bool = False, mounts: Mapping[Path, Path] | None = None) -> Outcome:
+                  network: bool = False, mounts: Mapping[Path, Path] | None = None,
+                  scratch: Mapping[Path, int] | None = None) -> Outcome:
     """Run ``argv`` in the sandbox under ``limits``; see ``bwrap_command`` for what it sees.
 
     Raises RuntimeError (saying what to install) when bubblewrap cannot run, unless
@@ -220,7 +235,8 @@ def run_sandboxed(argv: list[str], *, read_only: Iterable[Path] = (),
     if problem is not None:
         raise RuntimeError(problem)
     command = bwrap_command(argv, read_only=read_only, writable=writable, env=env, cwd=cwd,
-                            network=network, mounts=mounts, tmp_bytes=limits.tmp_bytes)
+                            network=network, mounts=mounts, scratch=scratch,
+                            tmp_bytes=limits.tmp_bytes)
     return _run(command, env=sandbox_env(env), cwd=None, limits=limits, sandboxed=True)
 
 

@@ -45,8 +45,8 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Integer, List, Unicode
 
 from cnn_grader.sandbox import (
-    DEFAULT_ENV, Limits, bwrap_command, limit_setter, sandbox_disabled, sandbox_problem,
-    warn_unsandboxed,
+    DEFAULT_ENV, HANDED_IN, Limits, bwrap_command, in_scratch_copy, limit_setter,
+    sandbox_disabled, sandbox_problem, warn_unsandboxed,
 )
 
 ENV_KEEP = [
@@ -54,8 +54,6 @@ ENV_KEEP = [
     "CUDA_VISIBLE_DEVICES", "LANG", "LC_ALL", "PYTHONHASHSEED", "MPLBACKEND",
     "NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "JPY_SESSION_NAME",
 ]
-# Where the kernel finds the folder it copies into its scratch working directory.
-HANDED_IN = "/run/cnn-handed-in"
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -65,7 +63,7 @@ class SandboxedKernelManager(AsyncKernelManager):
                      "system, sys.prefix and its connection file.").tag(config=True)
     memory_bytes = Integer(10 * 2**30, help="The kernel's RLIMIT_AS in bytes (import torch "
                            "needs about 8 GB).").tag(config=True)
-    scratch_bytes = Integer(2**30, help="The size of the kernel's working "
+    scratch_bytes = Integer(Limits.scratch_bytes, help="The size of the kernel's working "
                             "directory, a tmpfs thrown away afterwards.").tag(config=True)
     file_bytes = Integer(2**30, help="The largest file the kernel may write "
                          "(RLIMIT_FSIZE).").tag(config=True)
@@ -100,13 +98,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         read_only = [Path(sys.prefix), Path(self.connection_file), *map(Path, self.read_only)]
         limits = Limits(memory_bytes=self.memory_bytes, cpu_seconds=None,
                         file_bytes=self.file_bytes)
-        # What does not fit is left out (cp says so on the kernel's stderr); the kernel starts.
-        copy_then_run = ["/bin/sh", "-c", 'cp -R "$0"/. . ; exec "$@"', HANDED_IN,
-                         *kernel_cmd]
-        command = bwrap_command(copy_then_run, read_only=read_only,
+        command = bwrap_command(in_scratch_copy(kernel_cmd), read_only=read_only,
                                 writable=[Path(self._ipc_folder)],
                                 env=self.kernel_env(kw.get("env") or os.environ), cwd=cwd,
-                                mounts={Path(HANDED_IN): cwd},
+                                mounts={HANDED_IN: cwd},
                                 scratch={cwd: self.scratch_bytes}, tmp_bytes=limits.tmp_bytes)
         await super()._async_launch_kernel(command, **kw, preexec_fn=limit_setter(limits))
 

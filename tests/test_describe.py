@@ -47,18 +47,42 @@ def notebook(*cells: tuple[str, str | None]) -> list:
     return made
 
 
-def test_code_runs_in_the_notebooks_folder_read_only(tmp_path):
+def test_code_runs_in_a_scratch_copy_of_the_notebooks_folder(tmp_path):
+    """As in the kernel: the files beside the notebook are there, what the code writes
+    (a log folder before the class) stays in a copy that is thrown away."""
     (tmp_path / "widths.txt").write_text("7")
     cells = notebook(
-        ('WIDTH = int(open("widths.txt").read())\n'
-         'try:\n    open("written.txt", "w").write("x")\n    WRITABLE = True\n'
-         'except OSError:\n    WRITABLE = False\n'
-         'assert not WRITABLE and WIDTH == 7\n' + TINY.format(name="AlexNet"), "alexnet_model"),
+        ('import os\nWIDTH = int(open("widths.txt").read())\nos.makedirs("runs")\n'
+         'open("runs/log.txt", "w").write("started")\n'
+         'assert WIDTH == 7 and open("runs/log.txt").read() == "started"\n'
+         + TINY.format(name="AlexNet"), "alexnet_model"),
         (TINY.format(name="VGG16"), "vgg16_model"))
     results = describe_submission(cells, "ci", Limits(wall_seconds=120), folder=tmp_path)
     assert results["alexnet"].problem is None, results["alexnet"].problem
     assert results["alexnet"].graphs
-    assert not (tmp_path / "written.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["widths.txt"]
+
+
+HELPERS = {  # modules and a package handed in beside the notebook
+    "cnnblocks.py": "from torch import nn\ndef head(c, k):\n    return nn.Linear(c, k)\n",
+    "layers/__init__.py": "from .pool import mean_pool\n",
+    "layers/pool.py": "def mean_pool(x):\n    return x.mean((2, 3))\n",
+}
+
+
+def test_modules_and_packages_handed_in_beside_the_notebook_import(tmp_path):
+    for name, source in HELPERS.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(source)
+    uses = (TINY.replace("import torch\n", "import torch\nfrom cnnblocks import head\n"
+                         "from layers import mean_pool\n")
+            .replace("nn.Linear(in_channels, num_classes)", "head(in_channels, num_classes)")
+            .replace("x.mean((2, 3))", "mean_pool(x)"))
+    cells = notebook((uses.format(name="AlexNet"), "alexnet_model"),
+                     (uses.format(name="VGG16"), "vgg16_model"))
+    results = describe_submission(cells, "ci", Limits(wall_seconds=120), folder=tmp_path)
+    for key in ("alexnet", "vgg16"):
+        assert results[key].problem is None and results[key].graphs, results[key].problem
 
 
 def test_a_slow_cell_is_interrupted_and_keeps_what_it_defined(tmp_path):
