@@ -168,6 +168,22 @@ def test_sqlite_with_several_workers_and_unknown_students_are_refused(tmp_path, 
         classrun.grade_class(course, workers=0, progress=False)
 
 
+def test_handed_in_links_are_moved_aside_before_students_are_listed(tmp_path, fake_nbgrader,
+                                                                    capsys):
+    """A student's whole folder as a link to a neighbour's, and a FIFO beside a notebook:
+    moved to refused/ before the run lists (and hashes) anyone's submission."""
+    course = make_course(tmp_path / "course", {"ada": "ok", "bob": "ok"})
+    (course / "submitted" / "eve").symlink_to(course / "submitted" / "ada")
+    os.mkfifo(course / "submitted" / "bob" / ASSIGNMENT / "notes.txt")
+    with pytest.raises(SystemExit, match="no submission of assignment_cnn for: nobody"):
+        classrun.grade_class(course, students=["nobody"], progress=False)
+    assert (course / "refused" / "eve").is_symlink()
+    assert (course / "refused" / "bob" / ASSIGNMENT / "notes.txt").is_fifo()
+    assert classrun.submitted(course, ASSIGNMENT) == ["ada", "bob"]
+    err = capsys.readouterr().err
+    assert "eve is a symbolic link to" in err and "notes.txt is a FIFO" in err, err
+
+
 def test_a_task_past_its_time_is_stopped_whole_and_reported(tmp_path, fake_nbgrader):
     course = make_course(tmp_path / "course", {"ada": "sleep", "bob": "ok"})
     entry = classrun.autograde_entry()
