@@ -68,6 +68,14 @@ IN_PLACE = {op: op.replace("_.", ".") for op in OPS if re.match(r"aten\.[a-z0-9_
 # Buffers the grader can rebuild itself (normalisation statistics); any other buffer
 # would need the student's values.
 KNOWN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+# What changes nothing the grader computes: the rebuild runs in float32 on a device of
+# its own choosing, so a move to a device, a layout or a memory format, and a conversion
+# to float32, are the identity (an alias of their input), and a metadata assertion is
+# nothing. A conversion to another dtype stays and is refused with its own message.
+ASSERTIONS = ("aten._assert_tensor_metadata.default",)
+MOVES = ("aten.to.dtype", "aten.to.dtype_layout", "aten.to.device", "aten.to.other",
+         "aten._to_copy.default", "aten.type_as.default")
+FLOAT32 = "float32"
 OP_NAME = re.compile(r"^aten\.[a-z0-9_]{1,60}\.[A-Za-z0-9_]{1,40}$")
 UNKNOWN = "unknown"
 
@@ -210,6 +218,10 @@ def _argument(value: Any, known: set[str], params: set[str], depth: int = 0,
         raise DescriptionError(f"forward() uses a {str(target)[:60]} (a tensor created in "
                                f"forward() or registered as a constant), which the grader "
                                f"cannot rebuild: the networks hold only layers' weights")
+    if kind == "dtype" and target != FLOAT32:
+        raise DescriptionError(f"forward() converts a tensor to {str(target)[:20]}: the grader "
+                               f"builds and checks the network in float32, so leave its dtype "
+                               f"as it is")
     raise DescriptionError(f"argument of kind {str(kind)[:30]!r} is not allowed")
 
 
@@ -281,6 +293,36 @@ def _node(raw: Any, known: dict[str, str], params: set[str], buffers: frozenset[
     return node
 
 
+def _changes_nothing(value: Any) -> bool:
+    """An argument of a move that leaves a float32 tensor's values as they are."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, target), = value.items()
+        return kind in ("other", "node", "param", "buffer") or (kind == "dtype"
+                                                                  and target == FLOAT32)
+    return False
+
+
+def _without_no_op_moves(raw_nodes: list) -> list:
+    """``raw_nodes`` with every no-op move an alias of its input, a memory format left out
+    of ``contiguous`` and metadata assertions dropped (see ``MOVES``)."""
+    plain = []
+    for raw in raw_nodes:
+        op = raw.get("op") if isinstance(raw, dict) else None
+        args, kwargs = (raw.get("args"), raw.get("kwargs", {})) if op else (None, None)
+        if op in ASSERTIONS:
+            continue
+        if op in MOVES and isinstance(args, list) and args and isinstance(kwargs, dict) and all(
+                _changes_nothing(v) for v in [*args[1:], *kwargs.values()]):
+            raw = {**raw, "op": "aten.alias.default", "args": args[:1], "kwargs": {}}
+        elif op == "aten.contiguous.default" and isinstance(kwargs, dict) and set(kwargs) <= {
+                "memory_format"}:
+            raw = {**raw, "kwargs": {}}
+        plain.append(raw)
+    return plain
+
+
 def _modules(raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
     _check(isinstance(raw, dict) and len(raw) <= 2000, "malformed module list")
     out = []
@@ -331,7 +373,7 @@ def load_graph(data: Any) -> Graph:
            f"a network may have between 1 and {MAX_NODES} operations")
     nodes: list[Node] = []
     known: dict[str, str] = {}
-    for raw in raw_nodes:
+    for raw in _without_no_op_moves(raw_nodes):
         node = _node(raw, known, names, buffer_names)
         nodes.append(node)
         known[node.name] = OPS[node.op] if node.known else (
