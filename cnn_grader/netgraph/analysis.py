@@ -42,9 +42,11 @@ ACTIVATIONS = tuple(f"aten.{name}.default" for name in (
     "hardswish", "hardsigmoid", "tanh", "sigmoid", "softplus", "clamp_min", "clamp",
     "threshold"))
 PADS = ("aten.pad.default", "aten.constant_pad_nd.default")
-# F.local_response_norm on a 4-d input, as torch.export writes it after ``x * x``.
+# F.local_response_norm on a 4-d input, as torch.export writes it after ``x * x`` (its
+# second view keeps the shape, so the loader reads it as an alias: description.RESHAPES).
 LRN_OPS = (("aten.view.default",), ("aten.pad.default", "aten.constant_pad_nd.default"),
-           ("aten.avg_pool3d.default",), ("aten.squeeze.dim",), ("aten.view.default",),
+           ("aten.avg_pool3d.default",), ("aten.squeeze.dim",),
+           ("aten.view.default", "aten.alias.default"),
            ("aten.mul.Tensor",), ("aten.add.Tensor",), ("aten.pow.Tensor_Scalar",),
            ("aten.div.Tensor",))
 TOLERANCE = 1e-4

@@ -76,6 +76,11 @@ ASSERTIONS = ("aten._assert_tensor_metadata.default",)
 MOVES = ("aten.to.dtype", "aten.to.dtype_layout", "aten.to.device", "aten.to.other",
          "aten._to_copy.default", "aten.type_as.default")
 FLOAT32 = "float32"
+# Arithmetic with its identity element (x * 1, x + 0, ...), and a view or reshape to the
+# shape the tensor has, are the identity too.
+IDENTITY_ELEMENT = {"aten.mul.Tensor": 1, "aten.div.Tensor": 1, "aten.add.Tensor": 0,
+                    "aten.sub.Tensor": 0}
+RESHAPES = ("aten.view.default", "aten.reshape.default")
 OP_NAME = re.compile(r"^aten\.[a-z0-9_]{1,60}\.[A-Za-z0-9_]{1,40}$")
 UNKNOWN = "unknown"
 
@@ -304,21 +309,65 @@ def _changes_nothing(value: Any) -> bool:
     return False
 
 
-def _without_no_op_moves(raw_nodes: list) -> list:
-    """``raw_nodes`` with every no-op move an alias of its input, a memory format left out
-    of ``contiguous`` and metadata assertions dropped (see ``MOVES``)."""
+def _is_identity_element(op: str, args: list, kwargs: dict) -> bool:
+    """``x * 1``, ``x / 1``, ``x + 0``, ``x - 0`` (a plain number, no ``alpha``)."""
+    if op not in IDENTITY_ELEMENT or len(args) != 2 or kwargs:
+        return False
+    other = args[1]
+    return type(other) in (int, float) and other == IDENTITY_ELEMENT[op]
+
+
+def _recorded_shape(ref: Any, shapes: dict[str, Any]) -> Any:
+    if not isinstance(ref, dict):
+        return None
+    return shapes.get("input" if ref.get("input") == 0 else ref.get("node"))
+
+
+def _is_same_shape(args: list, shapes: dict[str, Any], sizes: dict[str, Any]) -> bool:
+    """``x.view(x.shape)`` and its spellings: the new shape is the one recorded for ``x``,
+    whose first dimension is the batch, given as -1 or as the batch size (export reads it
+    from whichever tensor first had it)."""
+    if len(args) != 2 or not isinstance(args[1], list):
+        return False
+    shape = _recorded_shape(args[0], shapes)
+    if not isinstance(shape, list) or len(shape) != len(args[1]) or not shape or shape[0]:
+        return False
+    batch, *rest = args[1]
+    if isinstance(batch, dict):
+        source, dim = sizes.get(batch.get("node"), (None, None))
+        sized = _recorded_shape(source, shapes)
+        batch = -1 if (isinstance(sized, list) and type(dim) is int and 0 <= dim < len(sized)
+                       and sized[dim] is None) else batch
+    return batch == -1 and rest == shape[1:] and all(type(d) is int for d in rest)
+
+
+def _without_no_ops(raw_nodes: list, input_shape: list) -> list:
+    """``raw_nodes`` with every operation that changes nothing (see ``MOVES``,
+    ``IDENTITY_ELEMENT``, ``RESHAPES``) an alias of its input, a memory format left out of
+    ``contiguous``, and metadata assertions dropped."""
     plain = []
+    # Shapes as the sandbox recorded them: a wrong one only changes which network is
+    # described, and the described network is what gets graded.
+    shapes: dict[str, Any] = {"input": input_shape}
+    sizes: dict[str, Any] = {}  # sym_size nodes: (source, dim)
     for raw in raw_nodes:
         op = raw.get("op") if isinstance(raw, dict) else None
         args, kwargs = (raw.get("args"), raw.get("kwargs", {})) if op else (None, None)
         if op in ASSERTIONS:
             continue
-        if op in MOVES and isinstance(args, list) and args and isinstance(kwargs, dict) and all(
-                _changes_nothing(v) for v in [*args[1:], *kwargs.values()]):
-            raw = {**raw, "op": "aten.alias.default", "args": args[:1], "kwargs": {}}
-        elif op == "aten.contiguous.default" and isinstance(kwargs, dict) and set(kwargs) <= {
-                "memory_format"}:
-            raw = {**raw, "kwargs": {}}
+        if isinstance(args, list) and args and isinstance(kwargs, dict):
+            if op == "aten.sym_size.int" and len(args) == 2:
+                sizes[raw.get("name")] = (args[0], args[1])
+            on_a_tensor = not (isinstance(args[0], dict) and args[0].get("node") in sizes)
+            if on_a_tensor and (
+                    op in MOVES and all(_changes_nothing(v) for v in [*args[1:], *kwargs.values()])
+                    or _is_identity_element(op, args, kwargs)
+                    or (op in RESHAPES and not kwargs and _is_same_shape(args, shapes, sizes))):
+                raw = {**raw, "op": "aten.alias.default", "args": args[:1], "kwargs": {}}
+            elif op == "aten.contiguous.default" and set(kwargs) <= {"memory_format"}:
+                raw = {**raw, "kwargs": {}}
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            shapes[raw["name"]] = raw.get("shape")
         plain.append(raw)
     return plain
 
@@ -373,7 +422,7 @@ def load_graph(data: Any) -> Graph:
            f"a network may have between 1 and {MAX_NODES} operations")
     nodes: list[Node] = []
     known: dict[str, str] = {}
-    for raw in _without_no_op_moves(raw_nodes):
+    for raw in _without_no_ops(raw_nodes, [None, in_channels, size, size]):
         node = _node(raw, known, names, buffer_names)
         nodes.append(node)
         known[node.name] = OPS[node.op] if node.known else (
