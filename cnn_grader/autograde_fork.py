@@ -23,8 +23,8 @@ import atexit
 import ctypes
 import importlib
 import multiprocessing
-import os
 import multiprocessing.forkserver
+import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence

@@ -268,14 +268,13 @@ class GradeOutsideKernel(NbGraderPreprocessor):
                          ).tag(config=True)
 
     def preprocess(self, nb, resources):
-        _deadline, budget = resources.get(BUDGET, (math.inf, math.inf))
-        note = new_markdown_cell(HOW_IT_RAN.format(
-            profile=resources[DESCRIPTION][1], cell=f"{self.cell_seconds:.0f}",
-            budget="unlimited" if math.isinf(budget) else f"{budget:.0f}"))
+        future, profile = resources.pop(DESCRIPTION)
+        _deadline, budget = resources[BUDGET]  # both set by StartDescribing
+        note = new_markdown_cell(HOW_IT_RAN.format(profile=profile, cell=f"{self.cell_seconds:.0f}",
+                                                   budget=f"{budget:.0f}"))
         if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
             del note["id"]  # cell ids came with nbformat 4.5 (Colab saves 4.0)
         nb.cells.insert(0, note)
-        future, profile = resources.pop(DESCRIPTION)
         models, describing = future.result()
         cached, fresh = training_cache.counts()
         trained_before = training_cache.training_seconds()

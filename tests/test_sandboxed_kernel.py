@@ -12,6 +12,7 @@ import pytest
 
 from cnn_grader.sandbox import NO_SANDBOX_ENV, sandbox_problem
 from cnn_grader.sandboxed_kernel import SandboxedKernelManager
+from browser import free_port
 from conftest import require
 from waiting import wait_for
 
@@ -249,9 +250,3 @@ def test_a_ray_head_without_authentication_is_out_of_reach(tmp_path):
     assert results[0][0] == "ok" and results[0][1] not in ("'joined'", ""), results
     assert results[1][0] == "ok" and results[1][1] in ("'URLError'", "'OSError'"), results
     assert results[2][0] == "error", results
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -424,7 +424,8 @@ def test_the_info_line_counts_this_submissions_trainings_only(folder, monkeypatc
     monkeypatch.setattr(course_preprocessors, "run_checks", run_checks)
     described_ = Future()
     described_.set_result(({}, 0.5))
-    resources = {course_preprocessors.DESCRIPTION: (described_, "ci")}
+    resources = {course_preprocessors.DESCRIPTION: (described_, "ci"),
+                 course_preprocessors.BUDGET: (0.0, 600.0)}
     logger = logging.getLogger("test_training_cache.grade")
     with caplog.at_level(logging.INFO, logger=logger.name):
         course_preprocessors.GradeOutsideKernel(log=logger).preprocess(
