@@ -8,8 +8,8 @@ Look-up order for the full data set (``locate_fashion_mnist``):
     unpacked into (a);
 (c) torchvision's own download into (a).
 
-The ``ci`` profile never looks: it reads the small class-balanced subset committed
-inside this package (made by ``scripts/make_fashion_mnist_subset.py``).
+The ``ci`` profile never looks: it reads the small class-balanced subset that comes
+inside this package (``fashion_mnist_subset/``, drawn from the full data set).
 """
 from __future__ import annotations
 

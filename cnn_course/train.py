@@ -2,7 +2,7 @@
 
 The whole split stays on the device as uint8; each batch is normalised, optionally
 flipped and upscaled there. On CUDA the model runs channels_last under bf16 autocast
-(the recipe measured in docs/CALIBRATION.md); elsewhere in plain float32.
+(the recipe of the course's GPU measurements); elsewhere in plain float32.
 """
 from __future__ import annotations
 
