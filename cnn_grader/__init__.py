@@ -8,6 +8,8 @@ Imports point downward only:
 
 - ``paper``: the papers' layer tables (AlexNet, VGG16); imports nothing of the grader.
 - ``environment``: the environment variables the grader reads, and the venv on PATH.
+- ``task_limit``: how many processes and threads one sandbox may run (used by
+  ``sandbox``).
 - ``sandbox``, ``unreadable``, ``handed_in``, ``preflight``: bubblewrap, unreadable
   submissions, handed-in links, FIFOs and devices (moved to refused/, never copied), the
   checks before grading.

@@ -6,8 +6,13 @@ minimal ``/dev``, plus exactly the paths the caller lists: nothing of ``/root``,
 or ``/work`` unless listed. It has no network unless asked for, and only the environment
 given.
 
+The number of tasks (processes and threads) a sandbox runs at once is bounded twice over,
+by RLIMIT_NPROC inside its user namespace and by a pids cgroup of its own (task_limit.py
+says why both).
+
 ``CNN_GRADER_NO_SANDBOX=1`` runs the commands without bubblewrap (same limits,
-environment, folder and timeout) and warns once on stderr.
+environment, folder and timeout, but the task limit only where a pids cgroup can be
+made) and warns once on stderr.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from cnn_grader import task_limit
 
 NO_SANDBOX_ENV = "CNN_GRADER_NO_SANDBOX"
 BWRAP: str | None = shutil.which("bwrap")
@@ -46,7 +53,7 @@ class Limits:
     cpu_seconds: int | None = 600  # RLIMIT_CPU, summed over all threads
     file_bytes: int | None = 64 * 2**20  # RLIMIT_FSIZE: the largest file it may write
     wall_seconds: float = 300.0  # then the whole process group is killed
-    processes: int | None = None  # RLIMIT_NPROC, unreliable for root
+    processes: int | None = 512  # tasks (processes and threads) at once; task_limit.py
     tmp_bytes: int = 2**30  # the size of the sandbox's /tmp (a tmpfs, in memory)
     scratch_bytes: int = 2**30  # the size of a scratch working directory (``in_scratch_copy``)
 
@@ -103,8 +110,9 @@ def warn_unsandboxed() -> None:
 
 
 def sandbox_problem() -> str | None:
-    """None when bubblewrap runs here, else what is wrong and what to do about it."""
-    return _probe(BWRAP)
+    """None when bubblewrap runs here and bounds a sandbox's tasks, else what is wrong and
+    what to do about it."""
+    return _probe(BWRAP) or task_limit.problem()
 
 
 @functools.cache
@@ -113,6 +121,8 @@ def _probe(bwrap: str | None) -> str | None:
                 "runs with your rights)")
     if bwrap is None:
         return f"bubblewrap (bwrap) is not installed: `apt-get install bubblewrap`, {fallback}"
+    if task_limit.PRLIMIT is None:
+        return task_limit.problem()
     try:
         subprocess.run(bwrap_command(["true"]), capture_output=True, text=True, check=True,
                        timeout=30, env=DEFAULT_ENV)
@@ -133,7 +143,8 @@ def bwrap_command(argv: list[str], *, read_only: Iterable[Path] = (),
                   cwd: Path | None = None, network: bool = False,
                   mounts: Mapping[Path, Path] | None = None,
                   scratch: Mapping[Path, int] | None = None,
-                  tmp_bytes: int = Limits.tmp_bytes) -> list[str]:
+                  tmp_bytes: int = Limits.tmp_bytes,
+                  processes: int | None = Limits.processes) -> list[str]:
     """The bwrap command line that runs ``argv`` in the sandbox.
 
     ``read_only`` and ``writable`` paths (files or folders) appear at the same place, and
@@ -141,7 +152,8 @@ def bwrap_command(argv: list[str], *, read_only: Iterable[Path] = (),
     installation read-only. ``mounts`` maps a place in the sandbox to a folder shown there
     read-only; ``scratch`` maps a place to the size of an empty tmpfs there. /tmp is a
     tmpfs of ``tmp_bytes``. The command starts in ``cwd`` (default /tmp) with exactly
-    ``sandbox_env(env)``, and the PWD that bwrap adds.
+    ``sandbox_env(env)``, and the PWD that bwrap adds, under RLIMIT_NPROC ``processes``
+    (the half of the task limit that is set inside; see task_limit.py).
     """
     if BWRAP is None:
         raise RuntimeError(_probe(None))
@@ -151,7 +163,8 @@ def bwrap_command(argv: list[str], *, read_only: Iterable[Path] = (),
             *_system_args(), "--proc", "/proc", "--dev", "/dev",
             "--size", str(tmp_bytes), "--tmpfs", "/tmp",
             *_bind_args(read_only, writable, mounts or {}, scratch or {}), "--clearenv",
-            *setenv, "--chdir", os.path.abspath(cwd or "/tmp"), "--", *argv]
+            *setenv, "--chdir", os.path.abspath(cwd or "/tmp"), "--",
+            *(argv if processes is None else task_limit.limited(argv, processes))]
 
 
 def _system_args() -> list[str]:
@@ -197,17 +210,22 @@ def _venv_base(path: Path) -> Path | None:
     return None
 
 
-def limit_setter(limits: Limits) -> Callable[[], None]:
-    """A ``preexec_fn`` that applies ``limits`` and forbids core dumps in the child."""
+def limit_setter(limits: Limits,
+                 group: task_limit.TaskGroup | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that applies ``limits``, forbids core dumps and joins ``group``.
+
+    (The task limit's RLIMIT_NPROC is set inside the sandbox, by ``bwrap_command``: set
+    here, the user namespace would count every process of the user against it.)"""
     values = {
         resource.RLIMIT_AS: limits.memory_bytes,
         resource.RLIMIT_CPU: limits.cpu_seconds,
         resource.RLIMIT_FSIZE: limits.file_bytes,
-        resource.RLIMIT_NPROC: limits.processes,
         resource.RLIMIT_CORE: 0,
     }
 
     def apply() -> None:
+        if group is not None:
+            group.join()
         for which, value in values.items():
             if value is not None:
                 _, hard = resource.getrlimit(which)
@@ -236,18 +254,30 @@ def run_sandboxed(argv: list[str], *, read_only: Iterable[Path] = (),
         raise RuntimeError(problem)
     command = bwrap_command(argv, read_only=read_only, writable=writable, env=env, cwd=cwd,
                             network=network, mounts=mounts, scratch=scratch,
-                            tmp_bytes=limits.tmp_bytes)
+                            tmp_bytes=limits.tmp_bytes, processes=limits.processes)
     return _run(command, env=sandbox_env(env), cwd=None, limits=limits, sandboxed=True)
 
 
 def _run(command: list[str], *, env: dict[str, str], cwd: Path | None, limits: Limits,
          sandboxed: bool) -> Outcome:
-    """Run ``command`` in a new session; kill its process group at the end or the deadline."""
+    """Run ``command`` in a new session and a task group of its own; kill its process group
+    and what is left in the group at the end or the deadline."""
+    group = None if limits.processes is None else task_limit.task_group(limits.processes)
+    try:
+        return _run_in(command, env=env, cwd=cwd, limits=limits, sandboxed=sandboxed,
+                       group=group)
+    finally:
+        if group is not None:
+            group.remove()
+
+
+def _run_in(command: list[str], *, env: dict[str, str], cwd: Path | None, limits: Limits,
+            sandboxed: bool, group: task_limit.TaskGroup | None) -> Outcome:
     start = time.monotonic()
     deadline = start + limits.wall_seconds
     with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True,
-                          preexec_fn=limit_setter(limits)) as process:
+                          preexec_fn=limit_setter(limits, group)) as process:
         tail, timed_out = _read_tail(process, deadline)
         if not timed_out:
             try:

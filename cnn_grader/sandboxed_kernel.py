@@ -27,7 +27,10 @@ host. What it may write, and what it may reach:
   would take for its parent having died).
 - Interrupts go as control messages: a SIGINT to the kernel's process group reaches
   bwrap, which dies of it and takes the kernel along.
-- RLIMIT_AS is ``memory_bytes``; no CPU limit (training uses many threads for long).
+- RLIMIT_AS is ``memory_bytes``; no CPU limit (training uses many threads for long). At
+  most ``processes`` tasks (processes and threads) at once, in a pids cgroup of the
+  kernel's own and under RLIMIT_NPROC inside the sandbox (task_limit.py); the group goes,
+  with whatever is left in it, when the kernel's resources are cleaned up.
 
 With CNN_GRADER_NO_SANDBOX=1 it behaves exactly like AsyncKernelManager (after a warning).
 """
@@ -44,6 +47,7 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Integer, List, Unicode
 
+from cnn_grader import task_limit
 from cnn_grader.sandbox import (
     DEFAULT_ENV, HANDED_IN, Limits, bwrap_command, in_scratch_copy, limit_setter,
     sandbox_disabled, sandbox_problem, warn_unsandboxed,
@@ -67,10 +71,13 @@ class SandboxedKernelManager(AsyncKernelManager):
                             "directory, a tmpfs thrown away afterwards.").tag(config=True)
     file_bytes = Integer(2**30, help="The largest file the kernel may write "
                          "(RLIMIT_FSIZE).").tag(config=True)
+    processes = Integer(Limits.processes, help="The most tasks (processes and threads) "
+                        "the kernel may run at once.").tag(config=True)
     env_keep = List(Unicode(), default_value=ENV_KEEP, help="The names of the environment "
                     "variables that reach the kernel.").tag(config=True)
 
     _ipc_folder: str | None = None
+    _task_group: task_limit.TaskGroup | None = None
 
     async def _async_pre_start_kernel(self, **kw: t.Any) -> tuple[list[str], dict[str, t.Any]]:
         """Before the connection file is written: IPC sockets in a folder of this kernel's."""
@@ -97,19 +104,26 @@ class SandboxedKernelManager(AsyncKernelManager):
         cwd = Path(kw["cwd"])
         read_only = [Path(sys.prefix), Path(self.connection_file), *map(Path, self.read_only)]
         limits = Limits(memory_bytes=self.memory_bytes, cpu_seconds=None,
-                        file_bytes=self.file_bytes)
+                        file_bytes=self.file_bytes, processes=self.processes)
         command = bwrap_command(in_scratch_copy(kernel_cmd), read_only=read_only,
                                 writable=[Path(self._ipc_folder)],
                                 env=self.kernel_env(kw.get("env") or os.environ), cwd=cwd,
                                 mounts={HANDED_IN: cwd},
-                                scratch={cwd: self.scratch_bytes}, tmp_bytes=limits.tmp_bytes)
-        await super()._async_launch_kernel(command, **kw, preexec_fn=limit_setter(limits))
+                                scratch={cwd: self.scratch_bytes}, tmp_bytes=limits.tmp_bytes,
+                                processes=self.processes)
+        if self._task_group is None:
+            self._task_group = task_limit.task_group(self.processes)
+        await super()._async_launch_kernel(command, **kw,
+                                           preexec_fn=limit_setter(limits, self._task_group))
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         if not restart and self._ipc_folder is not None:
             shutil.rmtree(self._ipc_folder, ignore_errors=True)
             self._ipc_folder = None
+        if not restart and self._task_group is not None:
+            self._task_group.remove()
+            self._task_group = None
 
     def kernel_env(self, env: Mapping[str, str]) -> dict[str, str]:
         """The variables of ``env`` named in ``env_keep``, after a PATH with the venv's bin."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cnn_grader import task_limit
 from cnn_grader.sandbox import NO_SANDBOX_ENV, sandbox_problem
 from cnn_grader.sandboxed_kernel import SandboxedKernelManager
 from browser import free_port
@@ -159,6 +160,41 @@ def test_a_huge_write_fails_cleanly_and_leaves_nothing(tmp_path):
     assert results[2][0] == "ok" and results[2][1].endswith("'ENOSPC')"), results
     assert results[3] == ("ok", "2")
     assert sorted(os.listdir(work)) == []
+
+
+def test_a_cell_that_starts_processes_stops_at_the_limit(tmp_path):
+    """Forks and threads from a cell are refused past the kernel's task limit, and the
+    task group goes with the kernel, threads and all."""
+    work = tmp_path / "work"
+    work.mkdir()
+    spawn = ("import os, signal, threading, time\nheld, children = 0, []\ntry:\n"
+             "    for _ in range(300):\n"
+             "        if {fork}:\n"
+             "            children.append(os.fork())\n"
+             "            if children[-1] == 0:\n"
+             "                time.sleep(60)\n"
+             "                os._exit(0)\n"
+             "        else:\n"
+             "            threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+             "        held += 1\n"
+             "except (OSError, RuntimeError) as error:\n"
+             "    held = (held, type(error).__name__)\n"
+             "for child in children:  # room for the next cell\n"
+             "    os.kill(child, signal.SIGKILL)\n"
+             "    os.waitpid(child, 0)\n"
+             "held")
+    manager = SandboxedKernelManager(processes=64)
+    results = asyncio.run(run_in_kernel(manager, work, [
+        spawn.format(fork=True), spawn.format(fork=False)]))
+    results += asyncio.run(run_in_kernel(SandboxedKernelManager(processes=64), work, ["1 + 1"]))
+    for status, value in results[:2]:
+        assert status == "ok", results
+        held, error = eval(value)  # noqa: S307 (the test's own cell)
+        assert held < 64 and error in ("BlockingIOError", "RuntimeError"), results
+    assert results[2] == ("ok", "2")
+    base = task_limit.pids_cgroup_base()
+    if base is not None:
+        assert not list(base.glob(f"cnn-sandbox-{os.getpid()}-*"))
 
 
 async def run_in_kernel(manager, cwd: Path, cells: list[str],
