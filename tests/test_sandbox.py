@@ -179,3 +179,13 @@ def test_sandbox_problem_says_what_to_install(monkeypatch):
     assert "apt-get install bubblewrap" in problem and NO_SANDBOX_ENV in problem
     with pytest.raises(RuntimeError, match="apt-get install bubblewrap"):
         python("pass")
+
+
+def test_dev_holds_no_device_of_the_host():
+    """/dev is bubblewrap's minimal one, on every machine: no GPU (/dev/nvidia*, /dev/dri),
+    no disk, no host terminal. (scripts/check_sandbox_gpu.py checks it on a GPU machine.)"""
+    outcome = python("import os; print(sorted(os.listdir('/dev')))")
+    assert outcome.returncode == 0, outcome.output
+    assert set(eval(outcome.output)) <= {  # noqa: S307 (our own printout)
+        "core", "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+        "stdout", "tty", "urandom", "zero"}
