@@ -25,7 +25,11 @@ batch) for each configuration. One JSON object per line goes to OUT.jsonl:
 
 A description is plain data (no pickle): the parameters' and buffers' names and shapes,
 every node of the exported graph (op name, arguments as literals or references, output
-shape, the module that called it, the student's line) and the classes of the model's modules. The trusted side
+shape, the module that called it, the student's line; a region with gradients switched
+off or on, as ``torch.no_grad()`` makes one, in line between two ``set_grad_enabled``
+markers), what forward() returns (``returns``: one tensor, or a tuple of values), the
+lines where a dropout stays on in eval mode (``drops_in_eval``) and the classes of the
+model's modules. The trusted side
 (cnn_grader/netgraph) validates it and rebuilds the network with its own code; nothing
 here is trusted, so nothing here needs to be tamper-proof.
 
@@ -138,7 +142,11 @@ def source_line(node: Any) -> str:
             following = lines[index + 1].strip() if index + 1 < len(lines) else ""
             code = "" if following.startswith("File \"") else following
             frames.append((filename, int(number) if number.isdigit() else 0, code))
-    found = student_frame(frames)
+    return _code(student_frame(frames))
+
+
+def _code(found: str) -> str:
+    """The code of ``student_frame``'s answer (" (line N: `code`)" -> "code")."""
     return found[found.find("`") + 1:found.rfind("`")] if "`" in found else ""
 
 
@@ -181,8 +189,62 @@ def export_description(model: Any, in_channels: int, num_classes: int, size: int
     except UserError as error:
         if error.error_type is not UserErrorType.CONSTRAINT_VIOLATION:
             raise
-        return fixed_batch_description(model, in_channels, num_classes, size)
-    return describe_program(program, model, in_channels, num_classes, size)
+        description = fixed_batch_description(model, in_channels, num_classes, size)
+    else:
+        description = describe_program(program, model, in_channels, num_classes, size)
+    return {**description, "drops_in_eval": eval_dropouts(model, example)}
+
+
+MAX_EVAL_LINES = 16
+
+
+def eval_dropouts(model: Any, example: Any) -> list[str]:
+    """The student's lines where a dropout stays on in eval mode (``F.dropout(x, 0.5)``,
+    whose ``training`` defaults to True): one shapes-only forward of ``model.eval()``
+    records every dropout called with ``training=True``. The exported graph cannot tell
+    (export runs in training mode, where every dropout is on). A forward that raises in
+    eval mode records nothing here: the grader grades its rebuild, whose dropouts follow
+    the rebuild's own mode."""
+    import inspect
+    import traceback
+
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    functional = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+                  F.feature_alpha_dropout}
+    native = {getattr(torch, f"{name}{form}") for form in ("", "_") for name in (
+        "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")}
+    lines: list[str] = []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple = (),
+                               kwargs: dict | None = None) -> Any:
+            kwargs = kwargs or {}
+            if func in functional:
+                bound = inspect.signature(func).bind(*args, **kwargs)
+                bound.apply_defaults()
+                training = bound.arguments["training"]
+            else:
+                training = func in native and (args[2] if len(args) > 2 else kwargs.get("train"))
+            if training is True:
+                frames = [(f.filename, f.lineno or 0, f.line or "")
+                          for f in traceback.extract_stack()]
+                line = _code(student_frame(frames))
+                if line not in lines and len(lines) < MAX_EVAL_LINES:
+                    lines.append(line)
+            return func(*args, **kwargs)
+
+    model.eval()
+    try:
+        with Watch():
+            model(example)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return []
+    finally:
+        model.train()
+    return lines
 
 
 def fixed_batch_description(model: Any, in_channels: int, num_classes: int, size: int) -> dict:
@@ -270,25 +332,96 @@ def describe_program(program: Any, model: Any, in_channels: int, num_classes: in
             inputs += 1
         else:  # lifted constants: their values would have to be trusted
             refs[spec.arg.name] = {"unsupported": f"{kind.lower()} {spec.target}"}
-    nodes, output = [], None
-    for node in program.graph.nodes:
-        if node.op == "placeholder":
+    nodes: list[dict] = []
+    output = describe_nodes(program.graph_module, program.graph, refs, nodes, set(), True)
+    return {"in_channels": in_channels, "num_classes": num_classes, "size": size,
+            "params": params, "buffers": buffers, "nodes": nodes, "output": output,
+            "returns": returned(program.call_spec.out_spec),
+            "modules": inventory(model)["modules"]}
+
+
+GRAD_MODE = "set_grad_enabled"  # a marker node: gradients on or off (args: [bool]) from here
+
+
+def _grad_region(node: Any) -> bool:
+    """A call of a submodule's graph with gradients switched on or off: how export writes
+    ``torch.no_grad()``, ``torch.set_grad_enabled(...)`` (a decorator or a with block)."""
+    import torch
+
+    return node.op == "call_function" and node.target is getattr(
+        torch.ops.higher_order, "wrap_with_set_grad_enabled", None)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    unique, count = name, 0
+    while unique in taken:
+        count += 1
+        unique = f"{name}_{count}"
+    taken.add(unique)
+    return unique
+
+
+def _grad_marker(taken: set[str], enabled: Any) -> dict:
+    return {"name": _unique(GRAD_MODE, taken), "kind": "call_function", "op": GRAD_MODE,
+            "args": [enabled], "kwargs": {}, "shape": None, "module": "", "line": ""}
+
+
+def describe_nodes(module: Any, graph: Any, refs: dict[str, Any], nodes: list[dict],
+                   taken: set[str], grad: bool) -> Any:
+    """Append the description of ``graph``'s operations to ``nodes`` and return its
+    encoded output. A region with gradients switched (``_grad_region``) is written in
+    line, between a ``GRAD_MODE`` marker with its mode and one with ``grad``, the mode
+    around it; its nodes are renamed where their names are taken."""
+    from torch import fx
+
+    regions: dict[str, Any] = {}  # region call -> its encoded outputs
+    output = None
+    for node in graph.nodes:
+        if node.op == "placeholder" or (node.op == "get_attr" and node.users
+                                        and all(_grad_region(u) for u in node.users)):
             continue
         if node.op == "output":
             output = encode(node.args[0], refs)
             continue
-        stack = list(node.meta.get("nn_module_stack", {}).values())
-        module = stack[-1][0] if stack else ""
+        if _grad_region(node):
+            enabled, body, *inputs = node.args
+            sub = getattr(module, body.target)
+            inner = {p.name: encode(v, refs) for p, v in zip(
+                [n for n in sub.graph.nodes if n.op == "placeholder"], inputs)}
+            nodes.append(_grad_marker(taken, encode(enabled, refs)))
+            regions[node.name] = describe_nodes(sub, sub.graph, inner, nodes, taken,
+                                                enabled is not False)
+            nodes.append(_grad_marker(taken, grad))
+            continue
         target = node.target
-        op = ("getitem" if getattr(target, "__name__", "") == "getitem" else str(target)) \
-            if node.op == "call_function" else node.op
-        nodes.append({"name": node.name, "kind": node.op, "op": op,
+        getitem = node.op == "call_function" and getattr(target, "__name__", "") == "getitem"
+        if getitem and isinstance(node.args[0], fx.Node) and node.args[0].name in regions:
+            refs[node.name] = regions[node.args[0].name][node.args[1]]
+            continue
+        name = _unique(node.name, taken)
+        stack = list(node.meta.get("nn_module_stack", {}).values())
+        nodes.append({"name": name, "kind": node.op,
+                      "op": ("getitem" if getitem else str(target))
+                      if node.op == "call_function" else node.op,
                       "args": encode(list(node.args), refs),
                       "kwargs": {k: encode(v, refs) for k, v in node.kwargs.items()},
-                      "shape": shape_of(node), "module": module, "line": source_line(node)})
-    return {"in_channels": in_channels, "num_classes": num_classes, "size": size,
-            "params": params, "buffers": buffers, "nodes": nodes, "output": output,
-            "modules": inventory(model)["modules"]}
+                      "shape": shape_of(node), "module": stack[-1][0] if stack else "",
+                      "line": source_line(node)})
+        refs[node.name] = {"node": name}
+    return output
+
+
+def returned(spec: Any) -> str:
+    """What forward() returns, from export's output spec: "tensor" (one value), "tuple" (a
+    tuple or list whose first value is one tensor, then other values) or "other"."""
+    import collections
+
+    if spec.is_leaf():
+        return "tensor"
+    if spec.type in (tuple, list, collections.namedtuple) and spec.num_children \
+            and spec.child(0).is_leaf():
+        return "tuple"
+    return "other"
 
 
 def describe_config(cls: type, in_channels: int, num_classes: int, size: int) -> dict:

@@ -85,6 +85,25 @@ def test_modules_and_packages_handed_in_beside_the_notebook_import(tmp_path):
         assert results[key].problem is None and results[key].graphs, results[key].problem
 
 
+def test_modes_are_described_with_the_cells_lines_in_the_sandbox(tmp_path):
+    """As the kernel runs them: a dropout left on in eval mode is recorded with the cell's
+    line, a forward under torch.no_grad() is described with gradients off, and a tuple
+    with its first value as the logits (tests/test_modes.py has the cases)."""
+    dropping = TINY.format(name="AlexNet").replace(
+        "return self.fc(x.mean((2, 3)))",
+        "x = torch.nn.functional.dropout(x.mean((2, 3)), 0.5)\n        return self.fc(x), x")
+    no_grad = TINY.format(name="VGG16").replace("    def forward", "    @torch.no_grad()\n"
+                                                "    def forward")
+    cells = notebook((dropping, "alexnet_model"), (no_grad, "vgg16_model"))
+    results = describe_submission(cells, "ci", Limits(wall_seconds=120), folder=tmp_path)
+    for graph in results["alexnet"].graphs.values():
+        assert graph.drops_in_eval == ("x = torch.nn.functional.dropout(x.mean((2, 3)), 0.5)",)
+        assert graph.returns == "tuple"
+    vgg = results["vgg16"]
+    assert len(vgg.graphs) == 3, vgg.errors
+    assert all(not node.grad for graph in vgg.graphs.values() for node in graph.nodes)
+
+
 def test_a_slow_cell_is_interrupted_and_keeps_what_it_defined(tmp_path):
     """A training loop after the class in the model cell costs the model nothing; the
     cells after it run; the whole run stays near one cell limit, not the wall limit."""

@@ -504,6 +504,34 @@ def detach_problem(graph: Graph, model_key: str | None = None) -> str | None:
     return None
 
 
+def no_grad_problem(graph: Graph, model_key: str | None = None) -> str | None:
+    """Layers that forward() computes, or reaches the output from, only with gradients
+    off (``torch.no_grad()``, ``torch.set_grad_enabled(False)``): their weights get no
+    gradient. The rebuild computes with gradients on, so this reads the recorded modes."""
+    kinds = _kinds(graph)
+    tracked: set[str] = set()  # results that carry a gradient back to a parameter
+    for node in graph.nodes:
+        if node.grad and kinds[node.name] in DATA and any(
+                r.kind == "param" or r.name in tracked for r in node.refs()):
+            tracked.add(node.name)
+    reached = {graph.output.name} & tracked  # the gradient's way back from the output
+    for node in reversed(graph.nodes):
+        if node.name in reached:
+            reached.update(r.name for r in node.refs() if r.name in tracked)
+    names = _node_layer_names(graph, _spec_for(graph, model_key))
+    untrained = [names[n] for n in names if n not in reached]
+    live = _live(graph)
+    off = next((node for node in graph.nodes if not node.grad and node.name in live), None)
+    if not untrained or off is None:
+        return None
+    cut = untrained[0] if len(untrained) == 1 else f"{untrained[0]} to {untrained[-1]}"
+    at = f"forward(), line `{off.line}`" if off.line else _located_at(off, graph)
+    return (f"forward() computes with gradients switched off (torch.no_grad() or "
+            f"torch.set_grad_enabled(False)) from {at}: no gradient reaches {cut}, which "
+            f"would never be trained. Leave gradients on in forward(): evaluation switches "
+            f"them off itself")
+
+
 # ----------------------------------------------------------------------------- pooling
 def _pool_text(config: tuple) -> str:
     (kh, kw), stride, padding, dilation, ceil_mode = config

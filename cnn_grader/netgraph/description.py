@@ -5,7 +5,9 @@ frozen dataclasses; ``load_inventory(data)`` does the same for what a constructo
 (modules and parameters, known without a forward pass). Operators outside the rebuild's
 vocabulary (``OPS``) are kept as unknown nodes that the rebuild refuses to run; anything
 malformed raises ``DescriptionError``. Recorded shapes and lines are kept for messages
-only: the trusted side recomputes every shape itself.
+only: the trusted side recomputes every shape itself. Gradient-mode markers
+(``torch.no_grad()``) compute nothing: each node keeps the mode it was computed in
+(``Node.grad``), which only the trainable part reads.
 """
 from __future__ import annotations
 
@@ -81,6 +83,10 @@ FLOAT32 = "float32"
 IDENTITY_ELEMENT = {"aten.mul.Tensor": 1, "aten.div.Tensor": 1, "aten.add.Tensor": 0,
                     "aten.sub.Tensor": 0}
 RESHAPES = ("aten.view.default", "aten.reshape.default")
+# A marker between the operations: gradients on or off from here (``torch.no_grad()``,
+# ``torch.set_grad_enabled``). It computes nothing; the nodes after it record the mode.
+GRAD_MODE = "set_grad_enabled"
+RETURNS = ("tensor", "tuple")
 OP_NAME = re.compile(r"^aten\.[a-z0-9_]{1,60}\.[A-Za-z0-9_]{1,40}$")
 UNKNOWN = "unknown"
 
@@ -111,6 +117,7 @@ class Node:
     module: str  # the submodule that ran it ("" for forward() itself)
     shape: tuple[int | None, ...] | None  # as recorded (untrusted, messages only)
     line: str = ""  # the student's line of code that produced it (messages only)
+    grad: bool = True  # whether gradients were on when forward() computed it
 
     @property
     def known(self) -> bool:
@@ -146,6 +153,9 @@ class Graph:
     output: Ref
     modules: tuple[tuple[str, tuple[str, ...]], ...]  # module path -> its classes (MRO)
     buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    returns: str = "tensor"  # forward() returns the logits ("tensor") or a tuple
+    # ("tuple": the logits first, ``output``, then other values)
+    drops_in_eval: tuple[str, ...] = ()  # lines of dropouts that stay on in eval mode
 
     def kind(self, name: str) -> str:
         """What node ``name`` produces: "tensor", "tuple", "int" or "other"."""
@@ -285,10 +295,12 @@ def _node(raw: Any, known: dict[str, str], params: set[str], buffers: frozenset[
     _check(isinstance(module, str) and len(module) <= 200, f"{name}: malformed module path")
     line = raw.get("line", "")
     line = line[:160] if isinstance(line, str) else ""
+    grad = raw.get("grad", True)
+    _check(isinstance(grad, bool), f"{name}: malformed gradient mode")
     names = set(known)
     node = Node(name, op, _argument(args, names, params, buffers=buffers),
                 tuple((_name(k, "keyword"), _argument(v, names, params, buffers=buffers))
-                      for k, v in kwargs.items()), module, recorded, line)
+                      for k, v in kwargs.items()), module, recorded, line, grad)
     for ref in node.refs():
         if op in IN_PLACE:
             _check(ref.kind == "node" or (ref.kind == "buffer" and op == "aten.add_.Tensor"),
@@ -339,6 +351,28 @@ def _is_same_shape(args: list, shapes: dict[str, Any], sizes: dict[str, Any]) ->
         batch = -1 if (isinstance(sized, list) and type(dim) is int and 0 <= dim < len(sized)
                        and sized[dim] is None) else batch
     return batch == -1 and rest == shape[1:] and all(type(d) is int for d in rest)
+
+
+def _grad_modes(raw_nodes: list) -> list:
+    """``raw_nodes`` without the ``GRAD_MODE`` markers, each node that comes after a
+    marker that switched gradients off (and before one that switched them on again)
+    with ``"grad": False``."""
+    plain, enabled = [], True
+    for raw in raw_nodes:
+        if isinstance(raw, dict) and raw.get("op") == GRAD_MODE:
+            args = raw.get("args")
+            _check(isinstance(args, list) and len(args) == 1 and isinstance(args[0], bool)
+                   and not raw.get("kwargs"), "malformed gradient mode")
+            enabled = args[0]
+            continue
+        plain.append(raw if enabled or not isinstance(raw, dict) else {**raw, "grad": False})
+    return plain
+
+
+def _lines(raw: Any) -> tuple[str, ...]:
+    _check(isinstance(raw, list) and len(raw) <= MAX_LIST
+           and all(isinstance(line, str) for line in raw), "malformed list of lines")
+    return tuple(line[:160] for line in raw)
 
 
 def _without_no_ops(raw_nodes: list, input_shape: list) -> list:
@@ -422,16 +456,18 @@ def load_graph(data: Any) -> Graph:
            f"a network may have between 1 and {MAX_NODES} operations")
     nodes: list[Node] = []
     known: dict[str, str] = {}
-    for raw in _without_no_ops(raw_nodes, [None, in_channels, size, size]):
+    for raw in _without_no_ops(_grad_modes(raw_nodes), [None, in_channels, size, size]):
         node = _node(raw, known, names, buffer_names)
         nodes.append(node)
         known[node.name] = OPS[node.op] if node.known else (
             "tensor" if node.shape is not None else "other")
-    output = data.get("output")
-    _check(isinstance(output, list) and len(output) == 1,
-           "forward() must return one tensor of logits")
+    output, returns = data.get("output"), data.get("returns", "tensor")
+    _check(returns in RETURNS and isinstance(output, list) and output
+           and (returns == "tuple" or len(output) == 1),
+           "forward() must return the logits: one tensor of shape (batch, num_classes)")
     result = _argument(output[0], set(known), names, depth=1, buffers=buffer_names)
     _check(isinstance(result, Ref) and result.kind == "node" and known[result.name] == "tensor",
            "forward() must return one tensor computed from its input")
     return Graph(in_channels, num_classes, size, params, frozen, tuple(nodes), result,
-                 _modules(data.get("modules", {})), buffers)
+                 _modules(data.get("modules", {})), buffers, returns,
+                 _lines(data.get("drops_in_eval", [])))

@@ -5,8 +5,10 @@ statistics) and interprets the nodes with the vocabulary's ATen operators only. 
 unknown operation is never run: ``blocker`` names the first one a result needs, and
 running it raises ``NotRebuildable``. Differences from the exported graph, on purpose:
 dropout and batch normalisation follow the module's own ``train()``/``eval()`` mode
-(export fixes it), and in-place operations run out of place (export already routes later
-uses to their result); counting batches (``num_batches_tracked += 1``) is skipped.
+(export fixes it), gradients are on wherever the grader's own code has them on (a
+``torch.no_grad()`` region of forward() is read by the trainable part, never run), and
+in-place operations run out of place (export already routes later uses to their
+result); counting batches (``num_batches_tracked += 1``) is skipped.
 """
 from __future__ import annotations
 
