@@ -224,6 +224,42 @@ class AlexNetBatchOf8(AlexNetRef):
         return self.classifier(x)
 
 
+class AlexNetNoGrad(AlexNetRef):
+    """Gradients switched off around the whole forward (issue 27): it cannot train."""
+
+    @torch.no_grad()
+    def forward(self, x):
+        return super().forward(x)
+
+
+class AlexNetReturnsFeatures(AlexNetRef):
+    """The logits and the feature maps, as a tuple (issue 27)."""
+
+    def forward(self, x):
+        maps = self.features(x)
+        return self.classifier(torch.flatten(self.avgpool(maps), 1)), maps
+
+
+class AlexNetDropoutAlwaysOn(AlexNetRef):
+    """F.dropout without training=self.training: on in eval mode too (issue 27)."""
+
+    def forward(self, x):
+        fc1, relu1, fc2, relu2, fc3 = (self.classifier[i] for i in (1, 2, 4, 5, 6))
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        x = relu1(fc1(F.dropout(x, 0.5)))
+        x = relu2(fc2(F.dropout(x, 0.5)))
+        return fc3(x)
+
+
+class AlexNetDropoutFollowsMode(AlexNetRef):
+    def forward(self, x):
+        fc1, relu1, fc2, relu2, fc3 = (self.classifier[i] for i in (1, 2, 4, 5, 6))
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        x = relu1(fc1(F.dropout(x, 0.5, training=self.training)))
+        x = relu2(fc2(F.dropout(x, 0.5, training=self.training)))
+        return fc3(x)
+
+
 def _no_adaptive(self):
     self.avgpool = nn.Identity()
 
@@ -294,6 +330,7 @@ ALEXNETS = [
                                       "Identities"), group=PAPER_A),
     Net("no-dropout", A, edited(AlexNetRef, replace_all(nn.Dropout, lambda m: nn.Identity()),
                                 "NoDropout"), group=PAPER_A),
+    Net("F.dropout-training=self.training", A, AlexNetDropoutFollowsMode, group=PAPER_A),
     Net("dropout-variants", A, edited(AlexNetRef, lambda self: [
         setitem("classifier", 0, nn.AlphaDropout(0.5))(self),
         setitem("classifier", 3, nn.Dropout(p=0.3))(self)], "DropoutVariants"), group=PAPER_A),
@@ -347,6 +384,9 @@ ALEXNETS = [
                                     "ReluLast"),
         rules={"logits": "raw-logits", "accuracy": "paper-computation"}),
     Net("detached-features", A, AlexNetDetached, rules={"trainable": "trainable-step"}),
+    Net("no_grad-forward", A, AlexNetNoGrad, rules={"trainable": "trainable-step"}),
+    Net("F.dropout-always-on", A, AlexNetDropoutAlwaysOn, rules={"logits": "drops-in-eval"}),
+    Net("returns-logits-and-features", A, AlexNetReturnsFeatures, fails={"logits"}),
     Net("unknown-operation", A, AlexNetUnknownOp, lenient={"feature_maps"},
         rules={"logits": "rebuild-vocabulary", "trainable": "rebuild-vocabulary",
                "accuracy": "paper-computation"}),

@@ -29,7 +29,8 @@ from cnn_grader.hidden_checks.runner import Submission, run_checks
 ROOT = Path(__file__).resolve().parent.parent
 MASTER = nbformat.read(ROOT / "solutions" / "assignment_cnn.ipynb", as_version=4)
 CHECKS_MD = (ROOT / "grader" / "CHECKS.md").read_text()
-INTERNALS = ("aten.", "torch.export", "dynamic_shapes", "fx.", "FakeTensor", "sym_size")
+INTERNALS = ("aten.", "torch.export", "dynamic_shapes", "fx.", "FakeTensor", "sym_size",
+             "get_attr", "tensor library", "argument of kind")
 
 
 def visible_source(model: str, part: str) -> str:
@@ -141,6 +142,15 @@ def by_name(model: str, name: str) -> Net:
     ("vgg16", "no-adaptive-pool", "accuracy", "on a batch of 32x32 images"),
     ("alexnet", "batch-of-8-hard-coded", "logits", "[8, 2304] X [9216, 4096]. (line "),
     ("alexnet", "batch-of-8-hard-coded", "logits", "`return self.classifier(x)`"),
+    ("alexnet", "F.dropout-always-on", "logits", "a dropout at forward(), line `x = relu1(fc1("
+                                                 "F.dropout(x, 0.5)))`, stays on in eval mode"),
+    ("alexnet", "F.dropout-always-on", "logits", "pass training=self.training"),
+    ("alexnet", "returns-logits-and-features", "logits",
+     "AlexNet.forward() returns a tuple whose first value comes from line `return "
+     "self.classifier(torch.flatten(self.avgpool(maps), 1)), maps`: return the logits alone"),
+    ("alexnet", "no_grad-forward", "trainable", "forward() computes with gradients switched "
+                                                "off (torch.no_grad() or"),
+    ("alexnet", "no_grad-forward", "trainable", "no gradient reaches conv1 to fc3"),
 ])
 def test_messages_name_the_students_code(model, name, part, words):
     passed, message = hidden(by_name(model, name))[part]

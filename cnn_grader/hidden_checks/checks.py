@@ -17,12 +17,12 @@ from torch import nn
 
 from cnn_course import fit, get_profile, load_split, prepare_batch, seed_everything
 
-from cnn_grader.netgraph.analysis import (detach_problem, equivalence_problem, nonlinearity_problem,
-                               pooling_problem)
+from cnn_grader.netgraph.analysis import (detach_problem, equivalence_problem, no_grad_problem,
+                               nonlinearity_problem, pooling_problem)
 from cnn_grader.netgraph.description import Graph, Inventory, Node, Ref
 from cnn_grader.netgraph.rebuild import NotRebuildable, Rebuilt
 from cnn_grader.netgraph.analysis import MAX_POOLS
-from cnn_grader.netgraph.words import short_class
+from cnn_grader.netgraph.words import short_class, where
 from cnn_grader import training_cache, training_tasks
 from cnn_grader.environment import REQUIRE_GPU_ENV, gpu_required
 
@@ -233,13 +233,43 @@ def first_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images[:n], labels[:n]
 
 
+def _returns_problem(spec: ModelSpec, graph: Graph) -> str | None:
+    """forward() must return the logits alone, as the assignment says (and ``fit``
+    and the visible test need); the other parts read a tuple's first value."""
+    if graph.returns == "tensor":
+        return None
+    first = graph.node(graph.output.name)
+    at = f"line `{first.line}`" if first.line else where(first, graph)
+    return (f"{spec.class_name}.forward() returns a tuple whose first value comes from {at}: "
+            f"return the logits alone, one tensor of shape (batch, num_classes) (the grader "
+            f"reads that first value as the logits in the other parts)")
+
+
+def _eval_dropout_problem(graph: Graph) -> str | None:
+    """A dropout that stays on in eval mode makes every prediction random."""
+    if not graph.drops_in_eval:
+        return None
+    line = graph.drops_in_eval[0]
+    at = f"forward(), line `{line}`," if line else "forward()"
+    return (f"a dropout at {at} stays on in eval mode, so the network's predictions are "
+            f"random: pass training=self.training (F.dropout's default is training=True), "
+            f"or use an nn.Dropout module")
+
+
 def logits(spec: ModelSpec, paper: Graph, small: Graph) -> str:
-    """(batch, classes) for batches of 1 and 8 at the paper's size: shapes of (3, 1000) on
-    the meta device, real logits of (1, 10) on a few images (finite, raw scores)."""
+    """forward() returns the logits alone; (batch, classes) for batches of 1 and 8 at the
+    paper's size: shapes of (3, 1000) on the meta device, real logits of (1, 10) on a few
+    images (no dropout on in eval mode, finite, raw scores)."""
+    problem = _returns_problem(spec, paper)
+    if problem:
+        fail(problem)
     net = rebuilt(paper, device="meta").eval()
     for batch in (1, 8):
         x = torch.zeros(batch, paper.in_channels, paper.size, paper.size, device="meta")
         _check_output(forward(net, x, _call(spec, paper)), batch, spec, paper)
+    problem = _eval_dropout_problem(small)
+    if problem:
+        fail(problem)
     net = rebuilt(small).eval()
     images, _labels = first_images(LOGIT_IMAGES)
     out = forward(net, prepare_batch(images, small.size), _call(spec, small))
@@ -286,7 +316,7 @@ def feature_maps(spec: ModelSpec, paper: Graph) -> str:
 def trainable(spec: ModelSpec, small: Graph) -> str:
     """Every parameter gets a finite gradient, and a step along the negative gradient
     lowers the loss of 8 fixed images (dropout off, grader's weights)."""
-    problem = detach_problem(small)
+    problem = detach_problem(small) or no_grad_problem(small)
     if problem:
         fail(problem)
     if small.frozen:
