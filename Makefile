@@ -3,7 +3,7 @@
 CLEAN_EXTRA := build
 include scripts/student/Makefile
 
-.PHONY: test test-integration check bundle benchmark grade mutation
+.PHONY: test test-integration check bundle benchmark grade report mutation
 
 # Test-only packages (requirements-dev.txt, which includes the instructors'), on top of
 # the course's.
@@ -52,6 +52,12 @@ check: test test-integration
 WORKERS ?= 1
 grade: data $(INSTRUCTOR_STAMP)
 	$(BIN)/python -m cnn_grader.classrun --workers $(WORKERS) $(GRADE_ARGS)
+
+# The class report: what the class got wrong, on one HTML page next to the gradebook
+# (grader/report-assignment_cnn.html; README.md, "Grading a class"). Works after a
+# partial run too.
+report: $(INSTRUCTOR_STAMP)
+	$(BIN)/python -m cnn_grader.class_report $(REPORT_ARGS)
 
 # Mutation testing of the grader's rules on a seeded random sample of mutmut's mutants
 # (scripts/mutation_sample.py; SAMPLE=0 runs all of them, days on 2 cores). Not part of

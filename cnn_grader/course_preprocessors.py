@@ -23,6 +23,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
+from pathlib import Path
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import from_dict
@@ -32,6 +33,7 @@ from traitlets import Bool, Float, Unicode
 
 from cnn_course import get_profile
 from cnn_grader.describe import describe_submission
+from cnn_grader.grading_record import Record, write_record
 from cnn_grader.hidden_checks.runner import GraderError, Submission, run_checks
 from cnn_grader.preflight import refusal
 from cnn_grader.sandbox import Limits
@@ -266,6 +268,9 @@ class GradeOutsideKernel(NbGraderPreprocessor):
 
     cell_seconds = Float(30.0, help="the kernel's limit per cell, as the student is told"
                          ).tag(config=True)
+    record_folder = Unicode("", help="where each submission's grading record goes "
+                            "(grading_record.py), for the class report; empty: nowhere"
+                            ).tag(config=True)
 
     def preprocess(self, nb, resources):
         future, profile = resources.pop(DESCRIPTION)
@@ -280,12 +285,21 @@ class GradeOutsideKernel(NbGraderPreprocessor):
         trained_before = training_cache.training_seconds()
         results, checking = _timed(run_checks, Submission(models, profile))
         hits, misses = training_cache.counts()
+        trained = training_cache.training_seconds() - trained_before
+        if self.record_folder:
+            write_record(Path(self.record_folder), Record(
+                student=resources["nbgrader"]["student"],
+                assignment=resources["nbgrader"]["assignment"], profile=profile,
+                parts={grade_id: {"passed": r.passed, "message": r.message}
+                       for grade_id, r in results.items()},
+                seconds={"kernel": resources.get(KERNEL_SECONDS, math.nan),
+                         "description": describing, "checks": checking, "training": trained},
+                trainings_cached=hits - cached, trainings_run=misses - fresh))
         self.log.info("graded with profile %s: kernel %.1f s and description %.1f s (side by "
                       "side), hidden checks %.1f s; %d of %d parts passed; training: %d cached, "
                       "%d trained in %.1f s", profile, resources.get(KERNEL_SECONDS, float("nan")),
                       describing, checking, sum(r.passed for r in results.values()),
-                      len(results), hits - cached, misses - fresh,
-                      training_cache.training_seconds() - trained_before)
+                      len(results), hits - cached, misses - fresh, trained)
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
