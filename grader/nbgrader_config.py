@@ -83,6 +83,15 @@ c.CourseDirectory.db_url = GRADEBOOK_URL
 # The exchange (the Formgrader's Release and Collect) is a folder of the course, so that no
 # system folder is needed; its contents are git-ignored (exchange/README.md says more).
 c.Exchange.root = str(HERE / "exchange")
+# `nbgrader zip_collect assignment_cnn` files an LMS download into submitted/: put the
+# download (Canvas's "Download Submissions" zip, or its files) in
+# downloaded/assignment_cnn/archive/. Canvas names each file
+# <name>[_LATE]_<user id>_<submission id>_<file name>[-<n>].ipynb; <name> becomes the
+# nbgrader student id, and a re-submission's "-<n>" is dropped. Any other LMS: a regular
+# expression with the groups student_id and file_id, matched against the whole path.
+c.FileNameCollectorPlugin.named_regexp = (
+    r".*/(?P<student_id>[A-Za-z0-9]+)(?:_LATE)?(?:_\d+)+_(?P<file_id>[^/]+?)(?:-\d+)?\.ipynb$")
+c.ZipCollectApp.strict = True  # a notebook not named as released is skipped, and said so
 # The Formgrader's reports at INFO, without DEBUG lines (unless the server was started
 # with --debug): cnn_grader/app_logging.py says why.
 quiet_server_log(sys.argv)
@@ -104,6 +113,7 @@ c.StartDescribing.describe_seconds = DESCRIBE_SECONDS
 c.StartDescribing.budget_seconds = TIME_BUDGET
 c.StartDescribing.cell_seconds = CELL_TIMEOUT
 c.GradeOutsideKernel.cell_seconds = CELL_TIMEOUT
+c.GradeOutsideKernel.record_folder = str(HERE / "logs")  # for `make report`
 c.SandboxedKernelManager.read_only = [str(p) for p in kernel_visible_paths()]
 c.Autograde.autograde_preprocessors = [
     step for default in defaults(Autograde, "autograde_preprocessors")
