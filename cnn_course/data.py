@@ -213,6 +213,47 @@ def balanced_indices(labels: np.ndarray | torch.Tensor, n: int, seed: int = 0) -
     return np.sort(np.concatenate(picks))
 
 
+def validation_split(
+    labels: np.ndarray | torch.Tensor, fraction: float = 0.1, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the indices of a training set into ``(train, validation)``, class by class.
+
+    Each class gives ``fraction`` of its images (rounded to the nearest whole image), drawn
+    at random with ``seed``, to the validation set; the rest stay for training. The two
+    sorted index arrays are disjoint and cover ``0 .. len(labels) - 1``; the same labels,
+    fraction and seed always give the same split. Choose settings (learning rate, epochs,
+    architecture) on the validation set and touch the test set once, at the end.
+    """
+    labels = np.asarray(labels)
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, not {fraction}")
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        held_out.append(rng.permutation(members)[:int(np.floor(fraction * len(members) + 0.5))])
+    val = np.sort(np.concatenate(held_out))
+    train = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)
+    return train, val
+
+
+def split_validation(
+    split: tuple[torch.Tensor, torch.Tensor], fraction: float = 0.1, seed: int = 0,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``(train, validation)`` tensor splits of a training split (:func:`validation_split`)."""
+    images, labels = split
+    train, val = (torch.from_numpy(idx) for idx in validation_split(labels, fraction, seed))
+    return (images[train], labels[train]), (images[val], labels[val])
+
+
+def load_splits(
+    profile: Profile | None = None, val_fraction: float = 0.1, seed: int = 0,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """``(train, validation, test)`` of the profile: the validation set comes out of training."""
+    train, val = split_validation(load_split(True, profile), val_fraction, seed)
+    return train, val, load_split(False, profile)
+
+
 def load_split(train: bool, profile: Profile | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One split as ``(images uint8 [N, 28, 28], labels int64 [N])``, limited by the profile."""
     profile = profile or get_profile()

@@ -11,13 +11,16 @@ from .train import History
 
 
 def plot_history(history: History, title: str = "") -> plt.Figure:
-    """Training loss and train/test accuracy per epoch."""
+    """Training loss, and train and validation (or test) accuracy per epoch."""
     epochs = range(1, len(history.train_loss) + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     left.plot(epochs, history.train_loss, "o-")
     left.set(xlabel="epoch", ylabel="training loss", title="loss")
     right.plot(epochs, history.train_acc, "o-", label="train")
-    right.plot(epochs, history.test_acc, "s-", label="test")
+    if history.val_acc:
+        right.plot(epochs, history.val_acc, "s-", label="validation")
+    if history.test_acc:
+        right.plot(epochs, history.test_acc, "s-", label="test")
     right.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     right.legend()
     for ax in (left, right):

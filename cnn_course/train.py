@@ -47,13 +47,20 @@ class Recipe:
 
 @dataclass
 class History:
-    """Per-epoch record of a run."""
+    """Per-epoch record of a run.
+
+    ``val_acc`` is filled when ``fit`` is given a validation split, and then the test
+    accuracy is measured once, after the last epoch (``final_test_acc``); ``test_acc`` is
+    filled per epoch only by the older call without a validation split.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     test_acc: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     images_per_epoch: int = 0
+    val_acc: list[float] = field(default_factory=list)
+    final_test_acc: float | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -129,10 +136,17 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def fit(
-    model: nn.Module, train: Split, test: Split, recipe: Recipe = Recipe(),
-    device: torch.device | None = None, progress: bool | None = None,
+    model: nn.Module, train: Split, test: Split | None = None, recipe: Recipe = Recipe(),
+    device: torch.device | None = None, progress: bool | None = None, *,
+    val: Split | None = None,
 ) -> History:
-    """Train ``model`` on ``train`` and report test accuracy after every epoch.
+    """Train ``model`` on ``train``, measuring held-out accuracy after every epoch.
+
+    With ``val`` (a validation split, :func:`cnn_course.data.split_validation`) the
+    validation accuracy is measured after every epoch and ``test``, if given, once after
+    the last one (``History.final_test_acc``): choose settings on the validation accuracy.
+    Without ``val`` the test accuracy is measured after every epoch (the older call, kept
+    for the grader's calibrated recipes).
 
     Progress bars and, after each epoch, a summary line (:func:`epoch_summary`) are
     shown unless ``progress`` is False or nbgrader is grading (the bars would write to
@@ -185,16 +199,29 @@ def fit(
         history.epoch_seconds.append(time.perf_counter() - start)
         history.train_loss.append(loss_sum.item() / len(images))
         history.train_acc.append(correct.item() / len(images))
-        history.test_acc.append(evaluate(model, test, recipe.image_size, device))
+        if val is not None:
+            history.val_acc.append(evaluate(model, val, recipe.image_size, device))
+        elif test is not None:
+            history.test_acc.append(evaluate(model, test, recipe.image_size, device))
         bar.close()
         if show:
             print(epoch_summary(history, recipe.epochs))
+    if val is not None and test is not None:
+        history.final_test_acc = evaluate(model, test, recipe.image_size, device)
+        if show:
+            print(f"test accuracy, measured once after the last epoch: "
+                  f"{history.final_test_acc:.4f}")
     return history
 
 
 def epoch_summary(history: History, epochs: int) -> str:
     """One line on the latest epoch of ``history``, readable in a stored notebook."""
-    epoch = len(history.test_acc)
+    epoch = len(history.train_loss)
+    held_out = ""
+    if len(history.val_acc) == epoch:
+        held_out = f"validation accuracy {history.val_acc[-1]:.4f}, "
+    elif len(history.test_acc) == epoch:
+        held_out = f"test accuracy {history.test_acc[-1]:.4f}, "
     return (f"epoch {epoch}/{epochs}: train loss {history.train_loss[-1]:.4f}, "
             f"train accuracy {history.train_acc[-1]:.4f}, "
-            f"test accuracy {history.test_acc[-1]:.4f}, {history.epoch_seconds[-1]:.1f} s")
+            f"{held_out}{history.epoch_seconds[-1]:.1f} s")
