@@ -47,6 +47,18 @@ def require(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+@pytest.fixture
+def sandbox_on(monkeypatch):
+    """The test runs students' code in the grader's sandbox: skipped where it cannot run
+    (a failure in CI, ``require``), and switched on whatever the environment says."""
+    from cnn_grader.sandbox import NO_SANDBOX_ENV, sandbox_problem
+
+    problem = sandbox_problem()
+    if problem is not None:
+        require(f"the grader's sandbox cannot run here: {problem}")
+    monkeypatch.delenv(NO_SANDBOX_ENV, raising=False)
+
+
 @pytest.fixture(autouse=True)
 def no_training_cache(monkeypatch):
     """Every test trains for real unless it names a cache folder: loading

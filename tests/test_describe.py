@@ -10,18 +10,13 @@ import nbformat
 import pytest
 
 from cnn_grader.describe import describe_submission
-from cnn_grader.sandbox import Limits, sandbox_problem
+from cnn_grader.sandbox import Limits
 
-from conftest import require
 
 GRADE = {"grade": False, "solution": True, "locked": False, "points": 0}
 
 
-@pytest.fixture(autouse=True)
-def sandbox():
-    problem = sandbox_problem()
-    if problem:
-        require(problem)
+pytestmark = pytest.mark.usefixtures("sandbox_on")
 
 
 TINY = """

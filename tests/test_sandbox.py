@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from cnn_grader import sandbox
-from conftest import require
 from cnn_grader.sandbox import NO_SANDBOX_ENV, Limits, run_sandboxed, sandbox_problem
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,14 +21,7 @@ SLEEP_CMDLINE = f"sleep\0{SLEEP}\0".encode()
 
 
 
-@pytest.fixture(autouse=True)
-def sandboxed(monkeypatch):
-    """Every test needs bubblewrap (skips without it, fails in CI) and starts with the
-    sandbox switched on."""
-    problem = sandbox_problem()
-    if problem is not None:
-        require(f"bubblewrap cannot run here: {problem}")
-    monkeypatch.delenv(NO_SANDBOX_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("sandbox_on")
 
 
 def python(code: str, **kwargs) -> sandbox.Outcome:

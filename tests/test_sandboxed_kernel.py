@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 from cnn_grader import task_limit
-from cnn_grader.sandbox import NO_SANDBOX_ENV, sandbox_problem
 from cnn_grader.sandboxed_kernel import SandboxedKernelManager
 from browser import free_port
-from conftest import require
 from waiting import wait_for
 
 # What trusted code writes, chmods or copies in the kernel's folder after the kernel ran
@@ -23,12 +21,7 @@ from waiting import wait_for
 TRUSTED_NAMES = ("assignment_cnn.ipynb", ".classrun-graded", "feedback.html", "notes.txt")
 
 
-@pytest.fixture(autouse=True)
-def sandboxed(monkeypatch):
-    problem = sandbox_problem()
-    if problem is not None:
-        require(f"bubblewrap cannot run here: {problem}")
-    monkeypatch.delenv(NO_SANDBOX_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("sandbox_on")
 
 
 def test_kernel_reads_its_folder_and_nothing_else_and_gets_no_secret(tmp_path, monkeypatch):

@@ -10,16 +10,11 @@ import pytest
 
 from cnn_grader.course_preprocessors import BUDGET, SandboxedExecute
 from cnn_grader.describe import BUDGET_SPENT, describe_submission
-from cnn_grader.sandbox import Limits, sandbox_problem
-from conftest import require
+from cnn_grader.sandbox import Limits
 from test_describe import TINY, notebook
 
 
-@pytest.fixture(autouse=True)
-def sandbox():
-    problem = sandbox_problem()
-    if problem:
-        require(problem)
+pytestmark = pytest.mark.usefixtures("sandbox_on")
 
 
 def texts(cell) -> str:

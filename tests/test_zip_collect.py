@@ -2,7 +2,6 @@
 download (Canvas's naming) into submitted/, as README.md tells instructors to."""
 from __future__ import annotations
 
-import os
 import sys
 import zipfile
 from pathlib import Path
@@ -35,7 +34,7 @@ def test_a_canvas_download_lands_in_submitted(course):
     download(course, {
         f"doejane_12345_678901_{NOTEBOOK}": released,
         f"roeric_LATE_222_333_{NOTEBOOK.replace('.ipynb', '-1.ipynb')}": late,
-        f"smithal_4_5_my_own_name.ipynb": released,  # not the released name: skipped
+        "smithal_4_5_my_own_name.ipynb": released,  # not the released name: skipped
         "notes_from_the_lms.txt": b"not a submission",
     })
     result = nbgrader(course, "zip_collect", ASSIGNMENT, "--force")
