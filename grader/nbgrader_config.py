@@ -86,11 +86,13 @@ c.Exchange.root = str(HERE / "exchange")
 # `nbgrader zip_collect assignment_cnn` files an LMS download into submitted/: put the
 # download (Canvas's "Download Submissions" zip, or its files) in
 # downloaded/assignment_cnn/archive/. Canvas names each file
-# <name>[_LATE]_<user id>_<submission id>_<file name>[-<n>].ipynb; <name> becomes the
+# <name>[_LATE]_<user id>_<submission id>_<file name>[-<n>].<ext>; <name> becomes the
 # nbgrader student id, and a re-submission's "-<n>" is dropped. Any other LMS: a regular
 # expression with the groups student_id and file_id, matched against the whole path.
+# Files handed in beside the notebook (helper modules, notes, small data) come along.
 c.FileNameCollectorPlugin.named_regexp = (
-    r".*/(?P<student_id>[A-Za-z0-9]+)(?:_LATE)?(?:_\d+)+_(?P<file_id>[^/]+?)(?:-\d+)?\.ipynb$")
+    r".*/(?P<student_id>[A-Za-z0-9]+)(?:_LATE)?(?:_\d+)+_(?P<file_id>[^/]+?)(?:-\d+)?\.[^./]+$")
+c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".txt", ".md", ".csv", ".json"]
 c.ZipCollectApp.strict = True  # a notebook not named as released is skipped, and said so
 # The Formgrader's reports at INFO, without DEBUG lines (unless the server was started
 # with --debug): cnn_grader/app_logging.py says why.

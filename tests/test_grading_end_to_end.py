@@ -436,41 +436,154 @@ def test_export_writes_every_students_total(course):
         assert float(rows[student]["max_score"]) == sum(POINTS.values())
 
 
-# Graded again in parallel: full marks, a careless notebook, an unreadable file and a
-# notebook whose cells exit (the hanging one would only add minutes).
-PARALLEL = ("reference", "careless", "truncated", "pools_2x2_exits")
+def test_the_class_report_agrees_with_the_gradebook(course):
+    """Every graded student has a grading record whose verdicts are the gradebook's
+    points, the report counts them, and it is the instructor's alone (no feedback holds a
+    record or the report)."""
+    from cnn_grader import class_report
+    from cnn_grader.grading_record import read_records
+
+    folder, plan = course
+    records = read_records(folder / "logs", ASSIGNMENT)
+    data = class_report.gather(folder, ASSIGNMENT, f"sqlite:///{folder / 'gradebook.db'}")
+    assert set(records) == set(plan)
+    for student, points in plan.items():
+        verdicts = {part: result["passed"] for part, result in records[student].parts.items()}
+        assert verdicts == {part: score == POINTS[part] for part, score in points.items()}, \
+            student
+        assert data.points[student] == sum(points.values())
+    output = folder / f"report-{ASSIGNMENT}.html"
+    assert class_report.main(["--course", str(folder), "--assignment", ASSIGNMENT,
+                              "--output", str(output)]) == 0
+    page = output.read_text()
+    assert f"{len(data.points)} graded, {len(data.ungraded)} ungraded" in page
+    for part in POINTS:
+        passed = sum(points[part] == POINTS[part] for points in plan.values())
+        assert f"<td>{part}</td><td class='passed'>{passed}</td>" in page
+    feedback = folder / "feedback"
+    assert not [p for p in feedback.rglob("*") if p.suffix == ".json" or "report" in p.name]
 
 
-def test_a_class_graded_in_parallel_gets_the_sequential_grades(course, postgres_url, tmp_path):
-    """`python -m cnn_grader.classrun --workers 2` on a copy of the course with a PostgreSQL
-    gradebook gives each student exactly the points sequential `nbgrader autograde` gave,
-    and reads every phase from nbgrader's log (the copy shares the training cache)."""
+# Graded again along the instructor's path, a class of nine: correct (full marks, and a
+# careless notebook with a file beside it), unfinished (a test edited, a model that
+# raises), defective (torchvision, 2x2 pools with cells that exit), hostile (planted
+# links, attacks on the grader) and an unreadable file; the hanging one would only add
+# minutes. In the LMS download they go by Canvas names, which have no underscores.
+PARALLEL = ("reference", "careless", "untouched_test_edited", "raises_test_deleted",
+            "conv2_torchvision", "pools_2x2_exits", "plants_links", "hostile", "truncated")
+CANVAS = {student: "stu" + student.replace("_", "") for student in PARALLEL}
+
+
+def test_the_instructors_path_from_an_lms_download_to_grades(course, postgres_url, tmp_path):
+    """README.md's path on a copy of the course with a PostgreSQL gradebook: a Canvas
+    download filed by `nbgrader zip_collect`; `python -m cnn_grader.classrun --workers 2`
+    gives each student exactly the points sequential `nbgrader autograde` gave and reads
+    every phase from nbgrader's log (the copy shares the training cache); the class report,
+    opened in Chromium, shows the gradebook's counts; each student's feedback names no one
+    else; the export has every total."""
     import os
     import shutil
+    import statistics
     import subprocess
+    import zipfile
 
     from cnn_grader.gradebook import points
 
     folder, plan = course
     copy_root = tmp_path / "parallel"
     shutil.copytree(folder.parent, copy_root, ignore=shutil.ignore_patterns(
-        "autograded", "feedback", "gradebook.db", "logs", "grades.csv", "__pycache__"))
+        "autograded", "feedback", "gradebook.db", "logs", "grades.csv", "__pycache__",
+        "submitted", "refused", "report-*"))
     parallel = copy_root / folder.name
     env = {**os.environ, "NBGRADER_DB_URL": postgres_url,
            "PATH": venv_first(os.environ["PATH"])}
-    generated = subprocess.run([str(Path(sys.executable).parent / "nbgrader"),
-                                "generate_assignment", ASSIGNMENT, "--force"], cwd=parallel,
-                               env=env, capture_output=True, text=True, check=False)
-    assert generated.returncode == 0, generated.stdout + generated.stderr
-    result = subprocess.run([sys.executable, "-m", "cnn_grader.classrun", "--course",
-                             str(parallel), "--workers", "2", "--students", *PARALLEL],
-                            cwd=ROOT, env=env,
-                            capture_output=True, text=True, check=False, timeout=1200)
-    assert result.returncode == 0, result.stdout + result.stderr
-    sequential = {student: float(sum(plan[student].values())) for student in PARALLEL}
+
+    def run(*argv: str, timeout: float = 600) -> str:
+        """``argv`` in the course folder, or a grader module (``-m``) in the repository."""
+        done = subprocess.run(argv, cwd=ROOT if "-m" in argv else parallel, env=env,
+                              capture_output=True, text=True, check=False, timeout=timeout)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    nbgrader_bin = str(Path(sys.executable).parent / "nbgrader")
+    run(nbgrader_bin, "generate_assignment", ASSIGNMENT, "--force")
+    archive = parallel / "downloaded" / ASSIGNMENT / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "submissions.zip", "w") as download:
+        for number, student in enumerate(PARALLEL):
+            canvas = f"{CANVAS[student]}_{100 + number}_{900 + number}_"
+            handed_in = folder / "submitted" / student / ASSIGNMENT
+            kept = handed_in / f"{NOTEBOOK}.unreadable"  # the stand-in's original
+            download.write(kept if kept.exists() else handed_in / NOTEBOOK, canvas + NOTEBOOK)
+            for beside in handed_in.glob("*.txt"):  # careless's notes
+                download.write(beside, canvas + beside.name)
+    run(nbgrader_bin, "zip_collect", ASSIGNMENT)
+    assert sorted(p.name for p in (parallel / "submitted").iterdir()) == sorted(CANVAS.values())
+
+    table = run(sys.executable, "-m", "cnn_grader.classrun", "--course", str(parallel),
+                "--workers", "2", timeout=1200)
+    sequential = {CANVAS[s]: float(sum(plan[s].values())) for s in PARALLEL}
     assert points(postgres_url, ASSIGNMENT) == sequential
-    table = result.stdout
     assert f"{len(PARALLEL)} graded, 0 ungraded" in table, table
-    assert "trainings: 4 of 4 from the cache" in table, table  # reference, careless
+    cached, trainings = map(int, re.search(r"trainings: (\d+) of (\d+) from the cache",
+                                           table).groups())
+    assert cached == trainings > 0, table  # the sequential run trained each network once
     rows = {line.split()[0]: line for line in table.splitlines()[1:len(PARALLEL) + 1]}
-    assert set(rows) == set(PARALLEL), table
+    assert set(rows) == set(CANVAS.values()), table
+
+    run(sys.executable, "-m", "cnn_grader.class_report", "--course", str(parallel))
+    shown = report_in_chromium(parallel / f"report-{ASSIGNMENT}.html")
+    assert shown["summary"].startswith(f"{len(PARALLEL)} graded, 0 ungraded"), shown
+    assert shown["points"] == {s: f"{v:g}" for s, v in sequential.items()}
+    assert shown["points-summary"].startswith(
+        f"Median {statistics.median(sequential.values()):g} of")
+    for part, (passed, graded) in shown["rates"].items():
+        assert graded == len(PARALLEL)
+        assert passed == sum(plan[s][part] == POINTS[part] for s in PARALLEL), part
+
+    run(nbgrader_bin, "generate_feedback", ASSIGNMENT)
+    for student in CANVAS.values():
+        page = (parallel / "feedback" / student / ASSIGNMENT / NOTEBOOK.replace(
+            ".ipynb", ".html")).read_text()
+        assert not [other for other in CANVAS.values() if other != student and other in page]
+    assert not [p for p in (parallel / "feedback").rglob("*")
+                if p.suffix == ".json" or "report" in p.name]
+    readme = (ROOT / "README.md").read_text()  # README.md's line that zips each folder
+    zip_line = next(line for line in readme.splitlines() if line.startswith("for s in feedback"))
+    run("bash", "-c", zip_line)
+    for student in CANVAS.values():
+        with zipfile.ZipFile(parallel / f"feedback-{student}.zip") as bundle:
+            assert f"{ASSIGNMENT}.html" in {Path(name).name for name in bundle.namelist()}
+
+    run(nbgrader_bin, "export", "--to", str(parallel / "grades.csv"))
+    with open(parallel / "grades.csv", newline="") as handle:
+        exported = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(handle)}
+    assert exported == sequential
+
+
+def report_in_chromium(page: Path) -> dict:
+    """What Chromium shows of the class report: the first line, the points summary, each
+    student's points and each part's (passed, of)."""
+    from browser import chrome, missing_browser, screenshot
+    from conftest import require
+
+    problem = missing_browser()
+    if problem is not None:
+        require(problem)
+    from selenium.webdriver.common.by import By
+
+    driver = chrome()
+    try:
+        driver.get(page.as_uri())
+        screenshot(driver, "class-report")
+        text = {element_id: driver.find_element(By.ID, element_id).get_attribute("textContent")
+                for element_id in ("points-summary",)}
+        cells = lambda table: [[c.get_attribute("textContent") for c in  # noqa: E731
+                                row.find_elements(By.TAG_NAME, "td")]
+                               for row in driver.find_elements(By.CSS_SELECTOR, f"#{table} tr")]
+        return {"summary": driver.find_element(By.TAG_NAME, "p").text,
+                "points-summary": text["points-summary"],
+                "points": {row[0]: row[1] for row in cells("points") if row},
+                "rates": {row[0]: (int(row[1]), int(row[2])) for row in cells("rates") if row}}
+    finally:
+        driver.quit()

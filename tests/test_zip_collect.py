@@ -34,7 +34,9 @@ def test_a_canvas_download_lands_in_submitted(course):
     download(course, {
         f"doejane_12345_678901_{NOTEBOOK}": released,
         f"roeric_LATE_222_333_{NOTEBOOK.replace('.ipynb', '-1.ipynb')}": late,
+        "doejane_12345_678901_cnnblocks.py": b"HELPER = 1\n",  # handed in beside it
         "smithal_4_5_my_own_name.ipynb": released,  # not the released name: skipped
+        "smithal_4_5_model.pt": b"weights",  # not a kind of file the course takes
         "notes_from_the_lms.txt": b"not a submission",
     })
     result = nbgrader(course, "zip_collect", ASSIGNMENT, "--force")
@@ -42,7 +44,10 @@ def test_a_canvas_download_lands_in_submitted(course):
     submitted = course / "submitted"
     assert (submitted / "doejane" / ASSIGNMENT / NOTEBOOK).read_bytes() == released
     assert (submitted / "roeric" / ASSIGNMENT / NOTEBOOK).read_bytes() == late
+    assert (submitted / "doejane" / ASSIGNMENT / "cnnblocks.py").read_text() == "HELPER = 1\n"
     assert sorted(p.name for p in submitted.iterdir()) == ["doejane", "roeric"]
+    assert sorted(p.name for p in (submitted / "doejane" / ASSIGNMENT).iterdir()) == [
+        NOTEBOOK, "cnnblocks.py"]
     assert "Skipped notebook with invalid name 'my_own_name.ipynb'" in result.stderr
 
 
