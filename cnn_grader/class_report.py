@@ -2,7 +2,7 @@
 
 ``make report`` (``python -m cnn_grader.class_report``) reads the gradebook (points:
 SQLite or ``NBGRADER_DB_URL``), the grading records (``grading_record.py``: each part's
-verdict and message, times, the cache) and the class run's table (why a student is
+verdict, message and failed rule, times, the cache) and the class run's table (why a student is
 ungraded), and writes ``<course>/report-<assignment>.html`` next to the gradebook. It
 works after a partial run: it shows what exists and counts who is still ungraded.
 
@@ -39,8 +39,10 @@ PHASES = ("kernel", "description", "checks", "training")
 
 @dataclass
 class Failure:
-    """One way a part failed: the message with each student's specifics masked."""
+    """One way a part failed: the check that failed (``runner.failed_rule``) and its
+    message with each student's specifics masked."""
 
+    rule: str
     pattern: str
     example: str  # one student's whole message
     students: list[str] = field(default_factory=list)
@@ -111,16 +113,17 @@ def _run_reasons(course: Path, assignment: str) -> dict[str, str]:
 
 
 def failures(data: ClassData) -> dict[str, list[Failure]]:
-    """For each part, its failures grouped by pattern, the most frequent first."""
-    grouped: dict[str, dict[str, Failure]] = defaultdict(dict)
+    """For each part, its failures grouped by the rule that failed and the masked message,
+    the most frequent first."""
+    grouped: dict[str, dict[tuple[str, str], Failure]] = defaultdict(dict)
     for student, record in sorted(data.records.items()):
         for part, result in record.parts.items():
             if result["passed"]:
                 continue
-            pattern = mask(result["message"])
-            failure = grouped[part].setdefault(pattern, Failure(pattern, result["message"]))
+            key = (result.get("rule", ""), mask(result["message"]))
+            failure = grouped[part].setdefault(key, Failure(*key, result["message"]))
             failure.students.append(student)
-    return {part: sorted(found.values(), key=lambda f: (-len(f.students), f.pattern))
+    return {part: sorted(found.values(), key=lambda f: (-len(f.students), f.rule, f.pattern))
             for part, found in grouped.items()}
 
 
@@ -218,16 +221,21 @@ def _failures_section(found: dict[str, list[Failure]],
     blocks = []
     for part in sorted(found, key=lambda p: (rates.get(p, (0, 0))[0] - rates.get(p, (0, 0))[1], p)):
         rows = "".join(
-            f"<tr><td class='count'>{len(f.students)}</td><td><code>{_e(f.pattern)}</code>"
+            f"<tr><td class='count'>{len(f.students)}</td><td>{_rule_label(f.rule)}"
+            f"<code>{_e(f.pattern)}</code>"
             f"<br>for example: {_e(f.example)}</td>"
             f"<td>{_e(', '.join(f.students[:EXAMPLES]))}"
             f"{' …' if len(f.students) > EXAMPLES else ''}</td></tr>"
             for f in found[part])
         blocks.append(f"<h3>{_e(part)}</h3><table class='failures' data-part='{_e(part)}'>"
-                      f"<tr><th>students</th><th>what failed (each student's specifics masked)</th>"
-                      f"<th>who</th></tr>"
-                      f"{rows}</table>")
+                      "<tr><th>students</th><th>the rule that failed, and its message (each "
+                      f"student's specifics masked)</th><th>who</th></tr>{rows}</table>")
     return "\n".join(blocks)
+
+
+def _rule_label(rule: str) -> str:
+    """The failed check's name, as grader/CHECKS.md and the code call it."""
+    return f"<b class='rule'>{_e(rule)}</b><br>" if rule else ""
 
 
 def _ungraded_section(ungraded: dict[str, str]) -> str:

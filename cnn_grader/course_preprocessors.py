@@ -290,7 +290,7 @@ class GradeOutsideKernel(NbGraderPreprocessor):
             write_record(Path(self.record_folder), Record(
                 student=resources["nbgrader"]["student"],
                 assignment=resources["nbgrader"]["assignment"], profile=profile,
-                parts={grade_id: {"passed": r.passed, "message": r.message}
+                parts={grade_id: {"passed": r.passed, "message": r.message, "rule": r.rule}
                        for grade_id, r in results.items()},
                 seconds={"kernel": resources.get(KERNEL_SECONDS, math.nan),
                          "description": describing, "checks": checking, "training": trained},

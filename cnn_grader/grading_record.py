@@ -25,7 +25,7 @@ class Record:
     student: str
     assignment: str
     profile: str
-    parts: dict[str, dict]  # grade_id -> {"passed": bool, "message": str}
+    parts: dict[str, dict]  # grade_id -> {"passed": bool, "message": str, "rule": str}
     seconds: dict[str, float]  # phase -> seconds: kernel, description, checks, training
     trainings_cached: int = 0
     trainings_run: int = 0

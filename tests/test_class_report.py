@@ -18,6 +18,7 @@ ASSIGNMENT = "assignment_cnn"
 PARTS = ("alexnet_logits", "alexnet_parameters", "vgg16_logits")
 RULE_A = "conv{n}: kernel {k}x{k}, the paper's conv{n} has 11x11"
 RULE_B = "`{code}` at forward(), line {line}: the logits pass through a softmax"
+RULES = {"conv": "checks._compare_layer", "`F.s": "checks.logits"}  # message start -> rule
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +47,9 @@ def make_class(course: Path, graded: dict[str, dict[str, tuple[bool, str]]],
         (course / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
         write_record(course / "logs", Record(
             student=student, assignment=ASSIGNMENT, profile="ci",
-            parts={p: {"passed": ok, "message": m} for p, (ok, m) in parts.items()},
+            parts={p: {"passed": ok, "message": m,
+                       "rule": "" if ok else RULES.get(m[:4], "checks.x")}
+                   for p, (ok, m) in parts.items()},
             seconds={"kernel": 10.0, "description": 8.0, "checks": 3.0, "training": 1.0},
             trainings_cached=1, trainings_run=1, machine="testhost (2 CPUs)"))
     for student in unscored:
@@ -93,8 +96,9 @@ def test_failures_fall_together_by_rule_not_by_student_specifics(course):
     found = class_report.failures(class_report.gather(course, ASSIGNMENT))
     assert [len(f.students) for f in found["alexnet_parameters"]] == [4]
     assert found["alexnet_parameters"][0].students == ["s1", "s2", "s3", "s4"]
-    logits = {f.pattern: f.students for f in found["alexnet_logits"]}
-    assert len(logits) == 2  # two rules, kept apart
+    assert found["alexnet_parameters"][0].rule == "checks._compare_layer"
+    logits = {(f.rule, f.pattern): f.students for f in found["alexnet_logits"]}
+    assert sorted(rule for rule, _ in logits) == ["checks.logits", "checks.x"]  # kept apart
     assert "vgg16_logits" not in found
 
 

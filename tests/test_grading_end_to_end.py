@@ -448,6 +448,8 @@ def test_the_class_report_agrees_with_the_gradebook(course):
     data = class_report.gather(folder, ASSIGNMENT, f"sqlite:///{folder / 'gradebook.db'}")
     assert set(records) == set(plan)
     for student, points in plan.items():
+        assert all(result["rule"] for result in records[student].parts.values()
+                   if not result["passed"]), student  # every failure names its check
         verdicts = {part: result["passed"] for part, result in records[student].parts.items()}
         assert verdicts == {part: score == POINTS[part] for part, score in points.items()}, \
             student

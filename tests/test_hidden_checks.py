@@ -165,6 +165,10 @@ def test_runner_reports_every_part_with_the_students_message():
     assert results["alexnet_parameters"].passed
     assert not results["vgg16_parameters"].passed
     assert results["vgg16_parameters"].message == "not written"
+    assert results["alexnet_parameters"].rule == ""  # a pass names no rule
+    # the rule is the grader's check that raised, whichever helper raised it
+    assert results["alexnet_logits"].rule.startswith(("checks.", "analysis.", "test_parts."))
+    assert results["alexnet_logits"].rule != results["vgg16_parameters"].rule
 
 
 def test_a_crash_inside_a_check_is_the_graders_error(monkeypatch):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 CHECKS = Path(__file__).resolve().parent / "test_parts.py"
+PACKAGE = CHECKS.parent.parent  # cnn_grader/
 
 
 class GraderError(RuntimeError):
@@ -27,6 +28,7 @@ class GraderError(RuntimeError):
 class PartResult:
     passed: bool
     message: str  # the student-facing line: the summary, or what is wrong
+    rule: str = ""  # for the instructor: the check that failed, "module.function"
 
 
 @dataclass
@@ -85,11 +87,22 @@ class _Plugin:
             error = call.excinfo.value
             if isinstance(error, (AssertionError, pytest.fail.Exception)):
                 message = getattr(error, "msg", None) or str(error)
-                self.results[grade_id] = PartResult(False, message.strip())
+                self.results[grade_id] = PartResult(False, message.strip(),
+                                                    failed_rule(call.excinfo))
             else:
                 self.internal.append(f"{grade_id}: {type(error).__name__}: {error}")
         elif report.when == "call" and report.passed:
             self.results[grade_id] = PartResult(True, self.summaries.get(grade_id, "passed"))
+
+
+def failed_rule(excinfo: pytest.ExceptionInfo) -> str:
+    """The check that failed: the innermost function of the grader on the failure's way
+    up (``checks.fail``, which only raises, left out), as "module.function"."""
+    for entry in reversed(excinfo.traceback):
+        path = Path(str(entry.path))
+        if PACKAGE in path.parents and entry.name != "fail":
+            return f"{path.stem}.{entry.name}"
+    return ""
 
 
 def run_checks(submission: Submission) -> dict[str, PartResult]:
