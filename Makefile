@@ -26,9 +26,10 @@ $(INSTRUCTOR_STAMP): requirements-instructor.txt $(STAMP)
 #   rule modules only (.coveragerc); the report ends the run.
 # - `make test-integration`: whole systems at work (tests marked `integration`): nbgrader
 #   end to end, a class on Ray with a PostgreSQL gradebook, JupyterLab in Chromium.
-# `make check` runs both, as CI does (.ci/run).
+# `make check` runs both, as CI does (.ci/run). Each ends with its 15 slowest steps, to
+# keep `make test` well under 15 minutes.
 PYTEST = CNN_COURSE_PROFILE=ci PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest -n 2 \
-  --dist loadscope --no-loadscope-reorder
+  --dist loadscope --no-loadscope-reorder --durations=15
 NEEDS_BWRAP = command -v bwrap >/dev/null || { echo "the tests grade submissions in the grader's sandbox: install it with 'sudo apt-get install bubblewrap'"; exit 1; }
 
 test: data $(DEV_STAMP)
