@@ -79,11 +79,13 @@ class TaskGroup:
 
 def task_group(max_tasks: int) -> TaskGroup | None:
     """A new pids cgroup that admits at most ``max_tasks`` tasks, or None where none can
-    be made here (see ``problem``)."""
+    be made here (see ``problem``). Groups left by processes that were killed before they
+    could remove theirs go first (``remove_orphans``)."""
     base = pids_cgroup_base()
     if base is None:
         return None
-    path = base / f"{_GROUP_PREFIX}-{os.getpid()}-{next(_names)}"
+    remove_orphans(base)
+    path = base / f"{_own_prefix()}-{os.getpid()}-{next(_names)}"
     try:
         path.mkdir()
     except OSError:
@@ -95,6 +97,25 @@ def task_group(max_tasks: int) -> TaskGroup | None:
         group.remove()
         return None
     return group
+
+
+def remove_orphans(base: Path) -> None:
+    """Remove the groups under ``base`` whose owner (the process that named the group
+    after itself) is gone, killing what is left in them: a grader killed with SIGKILL, as
+    a class run's task past its time is, cannot remove its own. Only groups named from
+    this PID namespace: another container's PIDs mean nothing here."""
+    for path in base.glob(f"{_own_prefix()}-*-*"):
+        owner = path.name.split("-")[-2]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            try:
+                TaskGroup(path).remove(wait_seconds=1.0)
+            except OSError:
+                pass  # still busy: the next group's making tries again
+
+
+def _own_prefix() -> str:
+    """The start of the names of groups made from this PID namespace."""
+    return f"{_GROUP_PREFIX}-{os.stat('/proc/self/ns/pid').st_ino}"
 
 
 def pids_cgroup_base() -> Path | None:

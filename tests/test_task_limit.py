@@ -183,6 +183,33 @@ def sleeping() -> list[int]:
     return found
 
 
+def test_groups_of_killed_graders_are_removed_by_the_next(tmp_path):
+    """A grader killed before it removed its group (SIGKILL) leaves it behind; the next
+    group's making removes it, and never a group whose owner lives."""
+    base = task_limit.pids_cgroup_base()
+    if base is None:
+        require("no pids cgroup can be made here: grade as root or delegate one")
+    owner = subprocess.Popen([SYSTEM_PYTHON, "-c", (
+        "from cnn_grader import task_limit\n"
+        "group = task_limit.task_group(10)\n"
+        "print(group.path, flush=True)\n"
+        "import time; time.sleep(60)")], stdout=subprocess.PIPE, text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    left = Path(owner.stdout.readline().strip())
+    living = task_limit.task_group(10)
+    try:
+        assert left.is_dir() and living is not None  # its owner still runs: kept
+        owner.kill()
+        owner.wait()
+        assert left.is_dir()  # nobody removed it
+        task_limit.task_group(10).remove()
+        assert not left.exists()
+        assert living.path.is_dir()  # this process's own group stays
+    finally:
+        owner.stdout.close()
+        living.remove()
+
+
 def test_root_without_a_pids_cgroup_is_refused(monkeypatch):
     monkeypatch.setattr(task_limit, "pids_cgroup_base", lambda: None)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
