@@ -28,7 +28,8 @@ every node of the exported graph (op name, arguments as literals or references, 
 shape, the module that called it, the student's line; a region with gradients switched
 off or on, as ``torch.no_grad()`` makes one, in line between two ``set_grad_enabled``
 markers), what forward() returns (``returns``: one tensor, or a tuple of values), the
-lines where a dropout stays on in eval mode (``drops_in_eval``) and the classes of the
+lines where a dropout stays on in eval mode (``drops_in_eval``) or that compute in
+``torch.inference_mode()`` (``inference_mode``), and the classes of the
 model's modules. The trusted side
 (cnn_grader/netgraph) validates it and rebuilds the network with its own code; nothing
 here is trusted, so nothing here needs to be tamper-proof.
@@ -192,7 +193,8 @@ def export_description(model: Any, in_channels: int, num_classes: int, size: int
         description = fixed_batch_description(model, in_channels, num_classes, size)
     else:
         description = describe_program(program, model, in_channels, num_classes, size)
-    return {**description, "drops_in_eval": eval_dropouts(model, example)}
+    return {**description, "drops_in_eval": eval_dropouts(model, example),
+            "inference_mode": inference_mode_lines(model, example)}
 
 
 MAX_EVAL_LINES = 16
@@ -244,6 +246,37 @@ def eval_dropouts(model: Any, example: Any) -> list[str]:
         return []
     finally:
         model.train()
+    return lines
+
+
+def inference_mode_lines(model: Any, example: Any) -> list[str]:
+    """The student's lines that compute in ``torch.inference_mode()`` during a
+    shapes-only forward of the model in training mode. Export leaves no trace of that
+    mode, and no gradient can flow through what it computes. A forward that raises here
+    records nothing (the export above ran it already)."""
+    import traceback
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    lines: list[str] = []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple = (),
+                               kwargs: dict | None = None) -> Any:
+            if torch.is_inference_mode_enabled() and len(lines) < MAX_EVAL_LINES:
+                frames = [(f.filename, f.lineno or 0, f.line or "")
+                          for f in traceback.extract_stack()]
+                line = _code(student_frame(frames))
+                if line not in lines:
+                    lines.append(line)
+            return func(*args, **(kwargs or {}))
+
+    try:
+        with torch.inference_mode(False), Watch():
+            model(example)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return []
     return lines
 
 

@@ -232,6 +232,14 @@ class AlexNetNoGrad(AlexNetRef):
         return super().forward(x)
 
 
+class AlexNetInferenceMode(AlexNetRef):
+    """forward() in torch.inference_mode(), which the export does not show: it cannot train."""
+
+    @torch.inference_mode()
+    def forward(self, x):
+        return super().forward(x)
+
+
 class AlexNetReturnsFeatures(AlexNetRef):
     """The logits and the feature maps, as a tuple (issue 27)."""
 
@@ -385,6 +393,7 @@ ALEXNETS = [
         rules={"logits": "raw-logits", "accuracy": "paper-computation"}),
     Net("detached-features", A, AlexNetDetached, rules={"trainable": "trainable-step"}),
     Net("no_grad-forward", A, AlexNetNoGrad, rules={"trainable": "trainable-step"}),
+    Net("inference_mode-forward", A, AlexNetInferenceMode, rules={"trainable": "trainable-step"}),
     Net("F.dropout-always-on", A, AlexNetDropoutAlwaysOn, rules={"logits": "drops-in-eval"}),
     Net("returns-logits-and-features", A, AlexNetReturnsFeatures, fails={"logits"}),
     Net("unknown-operation", A, AlexNetUnknownOp, lenient={"feature_maps"},

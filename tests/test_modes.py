@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnn_grader.describe_child import describe_config
+from cnn_grader.hidden_checks.checks import _inference_mode_problem
 from cnn_grader.netgraph.analysis import no_grad_problem
 from cnn_grader.netgraph.description import DescriptionError, Graph, load_graph
 
@@ -236,3 +237,34 @@ def test_recorded_lines_are_bounded_and_must_be_text():
         raw["drops_in_eval"] = bad
         with pytest.raises(DescriptionError, match="malformed list of lines"):
             load_graph(raw)
+
+
+# ----------------------------------------------------------------------------- inference mode
+class InferenceForward(Tiny):
+    @torch.inference_mode()
+    def forward(self, x):
+        x = self.conv(x)
+        return self.fc(x.mean((2, 3)))
+
+
+class InferenceOff(Tiny):
+    def forward(self, x):
+        with torch.inference_mode(False):
+            return super().forward(x)
+
+
+def test_computing_in_inference_mode_is_recorded_with_its_line():
+    """Export shows no trace of torch.inference_mode() around forward: the describer
+    records it, and the trainable part says so in the student's words. (A block inside a
+    training-mode forward raises PyTorch's own error there, with the student's line.)"""
+    g, line = graph(InferenceForward), "x = self.conv(x)"
+    assert g.inference_mode and g.inference_mode[0] == line, g.inference_mode
+    assert ops(g) == ops(graph(Tiny))  # the computation itself is the same
+    message = _inference_mode_problem(g)
+    assert message and f"line `{line}`" in message and "inference_mode()" in message
+
+
+@pytest.mark.parametrize("cls", [Tiny, InferenceOff])
+def test_a_forward_outside_inference_mode_records_nothing(cls):
+    g = graph(cls)
+    assert g.inference_mode == () and _inference_mode_problem(g) is None

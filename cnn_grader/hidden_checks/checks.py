@@ -245,6 +245,17 @@ def _returns_problem(spec: ModelSpec, graph: Graph) -> str | None:
             f"reads that first value as the logits in the other parts)")
 
 
+def _inference_mode_problem(graph: Graph) -> str | None:
+    """forward() computes in torch.inference_mode(): nothing it computes has a gradient."""
+    if not graph.inference_mode:
+        return None
+    line = graph.inference_mode[0]
+    at = f"forward(), line `{line}`" if line else "forward()"
+    return (f"forward() computes in torch.inference_mode() from {at}: no gradient reaches "
+            f"the layers it runs, which would never be trained. Leave it out of forward(): "
+            f"evaluation switches gradients off itself")
+
+
 def _eval_dropout_problem(graph: Graph) -> str | None:
     """A dropout that stays on in eval mode makes every prediction random."""
     if not graph.drops_in_eval:
@@ -316,7 +327,7 @@ def feature_maps(spec: ModelSpec, paper: Graph) -> str:
 def trainable(spec: ModelSpec, small: Graph) -> str:
     """Every parameter gets a finite gradient, and a step along the negative gradient
     lowers the loss of 8 fixed images (dropout off, grader's weights)."""
-    problem = detach_problem(small) or no_grad_problem(small)
+    problem = detach_problem(small) or no_grad_problem(small) or _inference_mode_problem(small)
     if problem:
         fail(problem)
     if small.frozen:

@@ -156,6 +156,7 @@ class Graph:
     returns: str = "tensor"  # forward() returns the logits ("tensor") or a tuple
     # ("tuple": the logits first, ``output``, then other values)
     drops_in_eval: tuple[str, ...] = ()  # lines of dropouts that stay on in eval mode
+    inference_mode: tuple[str, ...] = ()  # lines that compute in torch.inference_mode()
 
     def kind(self, name: str) -> str:
         """What node ``name`` produces: "tensor", "tuple", "int" or "other"."""
@@ -470,4 +471,4 @@ def load_graph(data: Any) -> Graph:
            "forward() must return one tensor computed from its input")
     return Graph(in_channels, num_classes, size, params, frozen, tuple(nodes), result,
                  _modules(data.get("modules", {})), buffers, returns,
-                 _lines(data.get("drops_in_eval", [])))
+                 _lines(data.get("drops_in_eval", [])), _lines(data.get("inference_mode", [])))
