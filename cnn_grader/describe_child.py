@@ -208,45 +208,27 @@ def eval_dropouts(model: Any, example: Any) -> list[str]:
     eval mode records nothing here: the grader grades its rebuild, whose dropouts follow
     the rebuild's own mode."""
     import inspect
-    import traceback
 
     import torch
     import torch.nn.functional as F
-    from torch.overrides import TorchFunctionMode
 
     functional = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
                   F.feature_alpha_dropout}
     native = {getattr(torch, f"{name}{form}") for form in ("", "_") for name in (
         "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")}
-    lines: list[str] = []
 
-    class Watch(TorchFunctionMode):
-        def __torch_function__(self, func: Any, types: Any, args: tuple = (),
-                               kwargs: dict | None = None) -> Any:
-            kwargs = kwargs or {}
-            if func in functional:
-                bound = inspect.signature(func).bind(*args, **kwargs)
-                bound.apply_defaults()
-                training = bound.arguments["training"]
-            else:
-                training = func in native and (args[2] if len(args) > 2 else kwargs.get("train"))
-            if training is True:
-                frames = [(f.filename, f.lineno or 0, f.line or "")
-                          for f in traceback.extract_stack()]
-                line = _code(student_frame(frames))
-                if line not in lines and len(lines) < MAX_EVAL_LINES:
-                    lines.append(line)
-            return func(*args, **kwargs)
+    def stays_on(func: Any, args: tuple, kwargs: dict) -> bool:
+        if func in functional:
+            bound = inspect.signature(func).bind(*args, **kwargs)
+            bound.apply_defaults()
+            return bound.arguments["training"] is True
+        return func in native and (args[2] if len(args) > 2 else kwargs.get("train")) is True
 
     model.eval()
     try:
-        with Watch():
-            model(example)
-    except Exception:  # noqa: BLE001 - see the docstring
-        return []
+        return lines_where(model, example, stays_on)
     finally:
         model.train()
-    return lines
 
 
 def inference_mode_lines(model: Any, example: Any) -> list[str]:
@@ -254,9 +236,19 @@ def inference_mode_lines(model: Any, example: Any) -> list[str]:
     shapes-only forward of the model in training mode. Export leaves no trace of that
     mode, and no gradient can flow through what it computes. A forward that raises here
     records nothing (the export above ran it already)."""
+    import torch
+
+    with torch.inference_mode(False):
+        return lines_where(model, example,
+                           lambda func, args, kwargs: torch.is_inference_mode_enabled())
+
+
+def lines_where(model: Any, example: Any, wanted: Any) -> list[str]:
+    """The student's lines (at most MAX_EVAL_LINES, each once) of the operations of one
+    forward of ``model`` on ``example`` for which ``wanted(func, args, kwargs)`` is true;
+    none when the forward raises."""
     import traceback
 
-    import torch
     from torch.overrides import TorchFunctionMode
 
     lines: list[str] = []
@@ -264,18 +256,19 @@ def inference_mode_lines(model: Any, example: Any) -> list[str]:
     class Watch(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: tuple = (),
                                kwargs: dict | None = None) -> Any:
-            if torch.is_inference_mode_enabled() and len(lines) < MAX_EVAL_LINES:
+            kwargs = kwargs or {}
+            if len(lines) < MAX_EVAL_LINES and wanted(func, args, kwargs):
                 frames = [(f.filename, f.lineno or 0, f.line or "")
                           for f in traceback.extract_stack()]
                 line = _code(student_frame(frames))
                 if line not in lines:
                     lines.append(line)
-            return func(*args, **(kwargs or {}))
+            return func(*args, **kwargs)
 
     try:
-        with torch.inference_mode(False), Watch():
+        with Watch():
             model(example)
-    except Exception:  # noqa: BLE001 - see the docstring
+    except Exception:  # noqa: BLE001 - the callers' docstrings say why
         return []
     return lines
 
