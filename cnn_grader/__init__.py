@@ -20,6 +20,9 @@ Imports point downward only:
 - ``training_cache``: the accuracy part's trainings, keyed by the rebuilt computation.
 - ``course_preprocessors``, ``sandboxed_kernel``: the nbgrader side.
 - ``gradebook``: the gradebook's URL, and what must be in it before parallel grading.
+- ``grading_record``: each graded submission's parts, times and machine, as data
+  (written by ``course_preprocessors``); ``class_report``: the class report built from
+  the records and the gradebook.
 - ``app_logging``: the Formgrader's reports without DEBUG lines (a filter in the server).
 - ``classrun``: a whole class on Ray, one ``nbgrader autograde`` per student (uses
   ``gradebook``, ``preflight``, ``unreadable``, ``handed_in``, and ``autograde_fork``,
